@@ -1,0 +1,100 @@
+# cloudviz-agent: one plain Makefile.
+#   make                 build build/cloudviz-agent
+#   make check           install missing packages (as root), unit tests plain and
+#                        under ASan+UBSan, fuzz smoke run, integration tests
+#   make demo            show the agent applying the node policy in throwaway netns
+#   make install DESTDIR=... PREFIX=...
+# Quiet unless V=1.
+
+VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+PREFIX   ?= /usr
+SBINDIR  ?= $(PREFIX)/sbin
+DESTDIR  ?=
+BUILD    ?= build
+
+CC       ?= cc
+PKGS     := libnftnl libmnl jansson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter \
+            -fno-strict-aliasing -D_GNU_SOURCE -DCVZ_VERSION='"$(VERSION)"' \
+            -Iinclude $(PKG_CFLAGS)
+DEPFLAGS  = -MMD -MP
+LDLIBS   += $(PKG_LIBS)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+AGENT_SRC := $(wildcard agent/*.c)
+LIB_SRC   := $(filter-out agent/main.c,$(AGENT_SRC))
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+MAIN_OBJ  := $(BUILD)/agent/main.o
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+all: $(BUILD)/cloudviz-agent
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+$(BUILD)/libagent.a: $(LIB_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/cloudviz-agent: $(MAIN_OBJ) $(BUILD)/libagent.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libagent.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka)
+
+unit: $(UNIT_BIN)
+
+# The same unit tests, built again with AddressSanitizer and UBSan.
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+asan:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" unit $(BUILD)/asan/cloudviz-agent
+
+# libFuzzer target for the policy parser (needs clang).
+FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer,address,undefined
+fuzz:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz CC=clang CFLAGS="$(FUZZ_FLAGS)" LDFLAGS="-fsanitize=fuzzer,address,undefined" $(BUILD)/fuzz/fuzz_policy
+
+$(BUILD)/fuzz_policy: $(BUILD)/tests/fuzz/fuzz_policy.o $(BUILD)/libagent.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+deps:
+	$(Q)scripts/install-deps.sh
+
+check: deps
+	$(Q)$(MAKE) --no-print-directory all unit asan
+	$(Q)tests/run-all.sh
+
+demo: deps all
+	$(Q)scripts/demo.sh $(BUILD)/cloudviz-agent
+
+install: $(BUILD)/cloudviz-agent
+	install -D -m 0755 $(BUILD)/cloudviz-agent $(DESTDIR)$(SBINDIR)/cloudviz-agent
+
+lint:
+	clang-tidy --quiet $(AGENT_SRC) -- $(CFLAGS)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance --inline-suppr -Iinclude --suppress=missingIncludeSystem agent
+
+clean:
+	rm -rf $(BUILD)
+
+.PHONY: all unit asan fuzz deps check demo install lint clean
+.DELETE_ON_ERROR:
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
