@@ -19,7 +19,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-            -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter \
+            -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter -Wno-format-truncation \
             -fno-strict-aliasing -D_GNU_SOURCE -DCVZ_VERSION='"$(VERSION)"' \
             -Iinclude $(PKG_CFLAGS)
 DEPFLAGS  = -MMD -MP

@@ -1,0 +1,280 @@
+/* Policy -> kernel table. Pure data: no netlink, no JSON. Each policy rule
+ * becomes one kernel rule, or one per address family when it matches
+ * addresses (nftables compares one family per rule), and one per interface
+ * name when it lists several. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <linux/netfilter.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "policy.h"
+
+#define RATE_SET_SIZE 65535
+#define BLOCKLIST_V4 "blocklist_v4"
+#define BLOCKLIST_V6 "blocklist_v6"
+
+static int family_of(const struct cvz_prefix *p)
+{
+	return p->family == AF_INET ? NFPROTO_IPV4 : NFPROTO_IPV6;
+}
+
+/* Copies the prefixes of one family (all when fam is 0). */
+static int copy_prefixes(const struct cvz_prefix *src, size_t n, int fam,
+			 struct cvz_prefix **out, size_t *nout)
+{
+	*out = NULL;
+	*nout = 0;
+	if (n == 0)
+		return 0;
+	struct cvz_prefix *v = calloc(n, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!fam || family_of(&src[i]) == fam)
+			v[k++] = src[i];
+	*out = v;
+	*nout = k;
+	return 0;
+}
+
+static void *dup_array(const void *src, size_t n, size_t size, int *err)
+{
+	if (n == 0)
+		return NULL;
+	void *p = calloc(n, size);
+	if (!p) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	memcpy(p, src, n * size);
+	return p;
+}
+
+static int add_blocklist_rules(struct fw_chain *ch, const char *file)
+{
+	static const struct {
+		uint8_t family;
+		const char *set;
+	} sets[] = { { NFPROTO_IPV4, BLOCKLIST_V4 }, { NFPROTO_IPV6, BLOCKLIST_V6 } };
+	for (size_t i = 0; i < ELEMENTSOF(sets); i++) {
+		struct fw_rule *r = fw_chain_add_rule(ch);
+		if (!r)
+			return -ENOMEM;
+		r->family = sets[i].family;
+		if (ch->hook == FW_HOOK_OUTPUT)
+			r->daddr_set = sets[i].set;
+		else
+			r->saddr_set = sets[i].set;
+		r->counter = true;
+		r->verdict = FW_VERDICT_DROP;
+		if (asprintf(&r->origin, "%s (blocklist)", file) < 0) {
+			r->origin = NULL;
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static int declare_rate_set(struct fw_table *t, const char *name, int fam,
+			    const struct policy_rule *pr)
+{
+	for (size_t i = 0; i < t->n_sets; i++)
+		if (strcmp(t->sets[i].name, name) == 0)
+			return 0;
+	struct fw_set *s = fw_table_add_set(t);
+	if (!s)
+		return -ENOMEM;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->kind = FW_SET_RATELIMIT;
+	s->family = (uint8_t)fam;
+	s->size = RATE_SET_SIZE;
+	/* an idle source is forgotten after one period of its rate: by then
+	   its bucket is full again anyway */
+	s->timeout_ms = pr->limit.unit_secs * 1000;
+	s->origin = pr->where ? strdup(pr->where) : NULL;
+	return 0;
+}
+
+/* Emits one kernel rule for policy rule pr restricted to family fam (0 =
+ * both) and to one input and one output interface (NULL = any). */
+static int emit_rule(struct fw_table *t, struct fw_chain *ch, size_t idx,
+		     const struct policy_rule *pr, int fam, const char *iif, const char *oif)
+{
+	struct fw_rule *r = fw_chain_add_rule(ch);
+	int err = 0;
+	if (!r)
+		return -ENOMEM;
+	if (iif)
+		snprintf(r->iifname, sizeof(r->iifname), "%s", iif);
+	if (oif)
+		snprintf(r->oifname, sizeof(r->oifname), "%s", oif);
+	r->family = (uint8_t)fam;
+	if (copy_prefixes(pr->saddr, pr->n_saddr, fam, &r->saddr, &r->n_saddr) < 0 ||
+	    copy_prefixes(pr->daddr, pr->n_daddr, fam, &r->daddr, &r->n_daddr) < 0)
+		return -ENOMEM;
+	memcpy(r->l4proto, pr->l4proto, sizeof(r->l4proto));
+	r->n_l4proto = pr->n_l4proto;
+	r->sport = dup_array(pr->sport, pr->n_sport, sizeof(*pr->sport), &err);
+	r->n_sport = r->sport ? pr->n_sport : 0;
+	r->dport = dup_array(pr->dport, pr->n_dport, sizeof(*pr->dport), &err);
+	r->n_dport = r->dport ? pr->n_dport : 0;
+	r->ct_state = pr->ct_state;
+	r->icmp_type = dup_array(pr->icmp_type, pr->n_icmp_type, 1, &err);
+	r->n_icmp_type = r->icmp_type ? pr->n_icmp_type : 0;
+	r->has_limit = pr->has_limit;
+	r->limit = pr->limit;
+	if (pr->has_limit && pr->limit.per_source) {
+		snprintf(r->limit.rate_set, sizeof(r->limit.rate_set), "rate_%s_%zu_%s",
+			 fw_hook_name(ch->hook), idx, fam == NFPROTO_IPV4 ? "v4" : "v6");
+		if (!err)
+			err = declare_rate_set(t, r->limit.rate_set, fam, pr);
+	}
+	r->counter = pr->counter;
+	r->log = pr->log;
+	memcpy(r->log_prefix, pr->log_prefix, sizeof(r->log_prefix));
+	r->verdict = pr->verdict;
+	memcpy(r->comment, pr->comment, sizeof(r->comment));
+	r->origin = pr->where ? strdup(pr->where) : NULL;
+	return err ? err : (pr->where && !r->origin ? -ENOMEM : 0);
+}
+
+/* Which families a rule must be split into; {0} when it needs no family. */
+static size_t rule_split(const struct policy_rule *pr, int fams[2])
+{
+	bool v4 = !pr->family || pr->family == NFPROTO_IPV4;
+	bool v6 = !pr->family || pr->family == NFPROTO_IPV6;
+	if (pr->n_saddr || pr->n_daddr) {
+		bool a4 = false, a6 = false;
+		for (size_t i = 0; i < pr->n_saddr; i++) {
+			a4 |= family_of(&pr->saddr[i]) == NFPROTO_IPV4;
+			a6 |= family_of(&pr->saddr[i]) == NFPROTO_IPV6;
+		}
+		bool d4 = !pr->n_daddr, d6 = !pr->n_daddr;
+		for (size_t i = 0; i < pr->n_daddr; i++) {
+			d4 |= family_of(&pr->daddr[i]) == NFPROTO_IPV4;
+			d6 |= family_of(&pr->daddr[i]) == NFPROTO_IPV6;
+		}
+		if (pr->n_saddr) {
+			v4 &= a4;
+			v6 &= a6;
+		}
+		v4 &= d4;
+		v6 &= d6;
+	}
+	if (pr->n_icmp_type) {
+		v4 &= pr->l4proto[0] == IPPROTO_ICMP;
+		v6 &= pr->l4proto[0] == IPPROTO_ICMPV6;
+	}
+	bool need = pr->family || pr->n_saddr || pr->n_daddr || pr->n_icmp_type ||
+		    (pr->has_limit && pr->limit.per_source);
+	if (!need) {
+		fams[0] = 0;
+		return 1;
+	}
+	size_t n = 0;
+	if (v4)
+		fams[n++] = NFPROTO_IPV4;
+	if (v6)
+		fams[n++] = NFPROTO_IPV6;
+	return n;
+}
+
+static int compile_rule(struct fw_table *t, struct fw_chain *ch, size_t idx,
+			const struct policy_rule *pr)
+{
+	int fams[2];
+	size_t nf = rule_split(pr, fams);
+	size_t ni = pr->n_iif ? pr->n_iif : 1, no = pr->n_oif ? pr->n_oif : 1;
+	for (size_t f = 0; f < nf; f++)
+		for (size_t i = 0; i < ni; i++)
+			for (size_t o = 0; o < no; o++) {
+				int err = emit_rule(t, ch, idx, pr, fams[f],
+						    pr->n_iif ? pr->iif[i] : NULL,
+						    pr->n_oif ? pr->oif[o] : NULL);
+				if (err < 0)
+					return err;
+			}
+	return 0;
+}
+
+static int add_log_rule(struct fw_chain *ch, const struct policy *p)
+{
+	struct fw_rule *r = fw_chain_add_rule(ch);
+	if (!r)
+		return -ENOMEM;
+	r->has_limit = true;
+	r->limit = p->log_limit;
+	r->log = true;
+	memcpy(r->log_prefix, p->log_prefix, sizeof(r->log_prefix));
+	if (asprintf(&r->origin, "%s (log_dropped)", p->file) < 0) {
+		r->origin = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* The blocklist sets: every listed entry minus the safelist. */
+static int add_blocklist_sets(struct fw_table *t, const struct policy *p)
+{
+	struct cvz_rangeset blocked = { 0 }, safe = { 0 };
+	int err = 0;
+	for (size_t i = 0; !err && i < p->n_blocked; i++)
+		err = cvz_rangeset_add_prefix(&blocked, &p->blocked[i]);
+	for (size_t i = 0; !err && i < p->n_safelist; i++)
+		err = cvz_rangeset_add_prefix(&safe, &p->safelist[i]);
+	cvz_rangeset_normalize(&blocked);
+	cvz_rangeset_normalize(&safe);
+	if (!err)
+		err = cvz_rangeset_subtract(&blocked, &safe);
+	cvz_rangeset_free(&safe);
+	struct fw_set *s4 = err ? NULL : fw_table_add_set(t);
+	struct fw_set *s6 = s4 ? fw_table_add_set(t) : NULL;
+	if (!s6) {
+		cvz_rangeset_free(&blocked);
+		return err ? err : -ENOMEM;
+	}
+	s4 = &t->sets[t->n_sets - 2]; /* the second add may have moved the array */
+	snprintf(s4->name, sizeof(s4->name), BLOCKLIST_V4);
+	s4->kind = FW_SET_ADDR;
+	s4->family = NFPROTO_IPV4;
+	snprintf(s6->name, sizeof(s6->name), BLOCKLIST_V6);
+	s6->kind = FW_SET_ADDR;
+	s6->family = NFPROTO_IPV6;
+	/* hand each family's array to its set */
+	s4->elems.v4 = TAKE_PTR(blocked.v4);
+	s4->elems.n4 = blocked.n4;
+	s4->elems.cap4 = blocked.cap4;
+	s6->elems.v6 = TAKE_PTR(blocked.v6);
+	s6->elems.n6 = blocked.n6;
+	s6->elems.cap6 = blocked.cap6;
+	if (asprintf(&s4->origin, "%s (blocklist, IPv4)", p->file) < 0)
+		s4->origin = NULL;
+	if (asprintf(&s6->origin, "%s (blocklist, IPv6)", p->file) < 0)
+		s6->origin = NULL;
+	return 0;
+}
+
+int policy_compile(const struct policy *p, struct fw_table *t)
+{
+	int err;
+	memset(t, 0, sizeof(*t));
+	err = add_blocklist_sets(t, p);
+	for (int h = 0; !err && h < FW_HOOK_COUNT; h++) {
+		struct fw_chain *ch = &t->chains[h];
+		const struct policy_chain *pc = &p->chains[h];
+		ch->hook = (enum fw_hook)h;
+		ch->policy_drop = pc->policy_drop;
+		err = add_blocklist_rules(ch, p->file);
+		for (size_t i = 0; !err && i < pc->n_rules; i++)
+			err = compile_rule(t, ch, i, &pc->rules[i]);
+		if (!err && p->log_dropped && p->log_chains[h])
+			err = add_log_rule(ch, p);
+	}
+	if (err)
+		fw_table_free(t);
+	return err;
+}

@@ -1,0 +1,54 @@
+/* Error collection for check/apply. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "diag.h"
+
+static char oom_msg[] = "out of memory while reporting errors";
+
+void diags_add(struct diags *d, const char *file, int line, int col, const char *fmt, ...)
+{
+	if (d->n == d->cap) {
+		size_t ncap = d->cap ? d->cap * 2 : 16;
+		struct diag *v = reallocarray(d->v, ncap, sizeof(*v));
+		if (!v)
+			return; /* earlier errors already make validation fail */
+		d->v = v;
+		d->cap = ncap;
+	}
+	struct diag *e = &d->v[d->n++];
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&e->msg, fmt, ap) < 0)
+		e->msg = NULL;
+	va_end(ap);
+	e->file = file ? strdup(file) : NULL;
+	e->line = line;
+	e->col = col;
+}
+
+void diags_print(const struct diags *d, FILE *f)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		const struct diag *e = &d->v[i];
+		const char *file = e->file ? e->file : "<input>";
+		const char *msg = e->msg ? e->msg : oom_msg;
+		if (e->line > 0 && e->col > 0)
+			fprintf(f, "%s:%d:%d: error: %s\n", file, e->line, e->col, msg);
+		else if (e->line > 0)
+			fprintf(f, "%s:%d: error: %s\n", file, e->line, msg);
+		else
+			fprintf(f, "%s: error: %s\n", file, msg);
+	}
+}
+
+void diags_free(struct diags *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		free(d->v[i].file);
+		free(d->v[i].msg);
+	}
+	free(d->v);
+	memset(d, 0, sizeof(*d));
+}

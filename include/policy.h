@@ -1,0 +1,78 @@
+/* Policy files: JSON -> validated struct policy. No netlink here.
+ * The language is documented in docs/policy.md. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <net/if.h>
+
+#include "addr.h"
+#include "diag.h"
+#include "ruleset.h"
+
+struct policy_rule {
+	char *where; /* "FILE:LINE:COL (chains.input.rules[3])" */
+	char comment[FW_COMMENT_MAX];
+	char (*iif)[IFNAMSIZ];
+	size_t n_iif;
+	char (*oif)[IFNAMSIZ];
+	size_t n_oif;
+	uint8_t family; /* 0, NFPROTO_IPV4 or NFPROTO_IPV6 ("family" key) */
+	struct cvz_prefix *saddr; /* may mix IPv4 and IPv6 */
+	size_t n_saddr;
+	struct cvz_prefix *daddr;
+	size_t n_daddr;
+	uint8_t l4proto[4];
+	size_t n_l4proto;
+	struct fw_portrange *sport;
+	size_t n_sport;
+	struct fw_portrange *dport;
+	size_t n_dport;
+	uint32_t ct_state;
+	uint8_t *icmp_type;
+	size_t n_icmp_type;
+	bool has_limit;
+	struct fw_limit limit; /* rate_set is filled in by the compiler */
+	bool counter;
+	bool log;
+	char log_prefix[FW_LOG_PREFIX_MAX];
+	enum fw_verdict verdict;
+};
+
+struct policy_chain {
+	bool policy_drop;
+	struct policy_rule *rules;
+	size_t n_rules;
+};
+
+
+struct policy {
+	char *file;
+	bool allow_ssh_lockout;
+	struct cvz_prefix *safelist;
+	size_t n_safelist;
+	struct cvz_prefix *blocked; /* blocklist.entries and list files */
+	size_t n_blocked, cap_blocked;
+	char **list_files; /* blocklist.files after glob expansion */
+	size_t n_list_files;
+	bool log_dropped;
+	char log_prefix[FW_LOG_PREFIX_MAX];
+	struct fw_limit log_limit; /* per_source false */
+	bool log_chains[FW_HOOK_COUNT];
+	struct policy_chain chains[FW_HOOK_COUNT];
+};
+
+/* Reads and validates the policy in file. Every problem is added to d as
+ * FILE:LINE:COL. Returns 0 and a new policy in *out (free with policy_free),
+ * -EINVAL when the policy is invalid, or -errno when the file cannot be read
+ * (also reported in d). */
+int policy_load(const char *file, struct policy **out, struct diags *d);
+/* The same on text in memory; file names it in messages. */
+int policy_parse(const char *file, const char *text, size_t len,
+		 struct policy **out, struct diags *d);
+void policy_free(struct policy *p);
+
+/* Compiles a valid policy into the kernel table (splitting rules per address
+ * family, carving the safelist out of the blocklist). Returns 0 or -ENOMEM;
+ * on error *t is left empty. */
+int policy_compile(const struct policy *p, struct fw_table *t);

@@ -1,0 +1,407 @@
+/* Policy parsing and validation: every bad input gets the exact message at
+ * the exact position; valid policies compile to the expected kernel rules. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <linux/netfilter.h>
+#include <cmocka.h>
+
+#include "policy.h"
+
+/* Parses text and returns everything diags_print wrote (caller frees). */
+static char *errors_of(const char *text, int *rc)
+{
+	struct diags d = { 0 };
+	struct policy *p = NULL;
+	*rc = policy_parse("p.json", text, strlen(text), &p, &d);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	assert_non_null(f);
+	diags_print(&d, f);
+	fclose(f);
+	diags_free(&d);
+	policy_free(p);
+	return buf;
+}
+
+struct bad_case {
+	const char *json;
+	const char *errors;
+};
+
+static const struct bad_case bad_cases[] = {
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":\"tcp\",\"dport\":0,\"action\":\"accept\"}]}}}",
+	  "p.json:1:83: error: chains.input.rules[0].dport: port 0 out of range 1-65535\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":\"tcp\",\"dport\":[],\"action\":\"accept\"}]}}}",
+	  "p.json:1:83: error: chains.input.rules[0].dport: empty port list\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":\"tcp\",\"dport\":\"http\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:83: error: chains.input.rules[0].dport: bad port \"http\": expected a port 1-65535 or a range like \"1024-2048\"\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":\"tcp\",\"dport\":true,\"action\":\"accept\"}]}}}",
+	  "p.json:1:83: error: chains.input.rules[0].dport: expected a port number or \"LO-HI\" range, got true\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":\"tcp\",\"sport\":\"70000\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:83: error: chains.input.rules[0].sport: bad port \"70000\": expected a port 1-65535 or a range like \"1024-2048\"\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"dport\":22,\"action\":\"accept\"}]}}}",
+	  "p.json:1:69: error: chains.input.rules[0].dport: ports need \"proto\": \"tcp\" or \"udp\" (or both)\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":\"icmp\",\"dport\":22,\"action\":\"accept\"}]}}}",
+	  "p.json:1:69: error: chains.input.rules[0].proto: ports need proto tcp or udp, not \"icmp\"\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":\"sctp\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:69: error: chains.input.rules[0].proto: unknown protocol \"sctp\" (expected tcp, udp, icmp, icmpv6 or any)\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":[\"tcp\",\"tcp\"],\"action\":\"accept\"}]}}}",
+	  "p.json:1:76: error: chains.input.rules[0].proto[1]: protocol \"tcp\" listed twice\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":[\"tcp\",\"any\"],\"action\":\"accept\"}]}}}",
+	  "p.json:1:76: error: chains.input.rules[0].proto[1]: \"any\" cannot be part of a protocol list\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":5,\"action\":\"accept\"}]}}}",
+	  "p.json:1:69: error: chains.input.rules[0].proto: expected a protocol name, got an integer\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"saddr\":\"10.0.0.0/33\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:69: error: chains.input.rules[0].saddr: bad address \"10.0.0.0/33\": prefix length 33 out of range 0-32\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"saddr\":\"10.0.0.1/\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:69: error: chains.input.rules[0].saddr: bad address \"10.0.0.1/\": bad prefix length\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"saddr\":\"300.1.1.1\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:69: error: chains.input.rules[0].saddr: bad address \"300.1.1.1\": not an IPv4 or IPv6 address\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"saddr\":\"2001:db8::1/32\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:69: error: chains.input.rules[0].saddr: bad address \"2001:db8::1/32\": host bits set (did you mean 2001:db8::/32?)\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"saddr\":[],\"action\":\"accept\"}]}}}",
+	  "p.json:1:69: error: chains.input.rules[0].saddr: empty address list\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"daddr\":\"\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:69: error: chains.input.rules[0].daddr: bad address \"\": empty address\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"saddr\":\"10.0.0.0/8\",\"daddr\":\"2001:db8::/32\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:60: error: chains.input.rules[0]: rule can never match: its addresses, protocol and family name no common address family\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":\"icmpv6\",\"saddr\":\"10.0.0.0/8\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:60: error: chains.input.rules[0]: rule can never match: its addresses, protocol and family name no common address family\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":\"tcp\",\"icmp_type\":\"echo-request\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:87: error: chains.input.rules[0].icmp_type: icmp_type needs \"proto\": \"icmp\" or \"icmpv6\"\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":\"icmp\",\"icmp_type\":\"nd-neighbor-solicit\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:88: error: chains.input.rules[0].icmp_type: unknown icmp type \"nd-neighbor-solicit\" (expected 0-255 or one of: echo-reply, destination-unreachable, source-quench, redirect, echo-request, router-advertisement, router-solicitation, time-exceeded, parameter-problem, timestamp-request, timestamp-reply, info-request, info-reply, address-mask-request, address-mask-reply)\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":\"icmpv6\",\"icmp_type\":300,\"action\":\"accept\"}]}}}",
+	  "p.json:1:90: error: chains.input.rules[0].icmp_type: unknown icmpv6 type 300 (expected 0-255 or one of: destination-unreachable, packet-too-big, time-exceeded, parameter-problem, echo-request, echo-reply, mld-listener-query, mld-listener-report, mld-listener-done, nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect, router-renumbering, ind-neighbor-solicit, ind-neighbor-advert, mld2-listener-report)\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"iif\":\"\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:67: error: chains.input.rules[0].iif: bad interface name \"\": 1-15 printable characters, no '/' or quotes, '*' only at the end\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"iif\":\"eth*0\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:67: error: chains.input.rules[0].iif: bad interface name \"eth*0\": 1-15 printable characters, no '/' or quotes, '*' only at the end\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"oif\":\"eth0\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:67: error: chains.input.rules[0].oif: the input chain has no output interface; use \"iif\"\n" },
+	{ "{\"version\":1,\"chains\":{\"output\":{\"policy\":\"accept\",\"rules\":[{\"iif\":\"eth0\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:68: error: chains.output.rules[0].iif: the output chain has no input interface; use \"oif\"\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"ct_state\":\"bogus\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:72: error: chains.input.rules[0].ct_state: unknown conntrack state \"bogus\" (expected new, established, related, invalid or untracked)\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"ct_state\":[],\"action\":\"accept\"}]}}}",
+	  "p.json:1:72: error: chains.input.rules[0].ct_state: empty conntrack state list\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"family\":\"ipv5\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:70: error: chains.input.rules[0].family: unknown family \"ipv5\" (expected ipv4 or ipv6)\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":\"tcp\",\"rate_limit\":{\"rate\":\"100/fortnight\"},\"action\":\"accept\"}]}}}",
+	  "p.json:1:96: error: chains.input.rules[0].rate_limit.rate: bad rate \"100/fortnight\": expected N/second, N/minute, N/hour or N/day with N from 1 to 4294967295\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":\"tcp\",\"rate_limit\":{\"rate\":\"0/minute\"},\"action\":\"accept\"}]}}}",
+	  "p.json:1:96: error: chains.input.rules[0].rate_limit.rate: bad rate \"0/minute\": expected N/second, N/minute, N/hour or N/day with N from 1 to 4294967295\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":\"tcp\",\"rate_limit\":{\"burst\":5},\"action\":\"accept\"}]}}}",
+	  "p.json:1:88: error: chains.input.rules[0].rate_limit: missing key \"rate\"\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":\"tcp\",\"rate_limit\":{\"rate\":\"5/second\",\"burst\":0},\"action\":\"accept\"}]}}}",
+	  "p.json:1:115: error: chains.input.rules[0].rate_limit.burst: burst 0 out of range 1-1000000\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"proto\":\"tcp\",\"rate_limit\":{\"rate\":\"5/second\",\"per\":\"host\"},\"action\":\"accept\"}]}}}",
+	  "p.json:1:113: error: chains.input.rules[0].rate_limit.per: unknown value \"host\" (expected source or rule)\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"log\":\"yes\",\"action\":\"drop\"}]}}}",
+	  "p.json:1:67: error: chains.input.rules[0].log: expected true, false or an object with \"prefix\", got a string\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"log\":{\"prefix\":\"bad \\\"quote\"},\"action\":\"drop\"}]}}}",
+	  "p.json:1:77: error: chains.input.rules[0].log.prefix: \"bad \"quote\" may hold only printable ASCII without '\"' or '\\'\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"counter\":1,\"action\":\"drop\"}]}}}",
+	  "p.json:1:71: error: chains.input.rules[0].counter: expected true or false, got an integer\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[{\"comment\":\"x\"}]}}}",
+	  "p.json:1:60: error: chains.input.rules[0]: rule does nothing: give it an \"action\", \"log\" or \"counter\"\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":[\"accept\"]}}}",
+	  "p.json:1:60: error: chains.input.rules[0]: expected an object, got a string\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",\"rules\":{}}}}",
+	  "p.json:1:59: error: chains.input.rules: expected an array of rules, got an object\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"reject\"}}}",
+	  "p.json:1:42: error: chains.input.policy: unknown chain policy \"reject\" (expected accept or drop)\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"rules\":[]}}}",
+	  "p.json:1:32: error: chains.input: missing key \"policy\" (accept or drop)\n" },
+	{ "{\"version\":1,\"chains\":{\"prerouting\":{\"policy\":\"accept\"}}}",
+	  "p.json:1:24: error: chains.prerouting: unknown chain \"prerouting\" (expected input, forward or output)\n" },
+	{ "{\"version\":1,\"chains\":[]}",
+	  "p.json:1:23: error: chains: expected an object with input, forward and output, got an array\n" },
+	{ "{\"chains\":{}}",
+	  "p.json:1:1: error: missing key \"version\" (must be 1)\n" },
+	{ "{\"version\":\"1\",\"chains\":{}}",
+	  "p.json:1:12: error: version: unsupported version \"1\" (this agent reads version 1)\n" },
+	{ "[]",
+	  "p.json:1:1: error: expected an object at the top level, got an array\n" },
+	{ "{\"version\":1,\"chains\":{},\"safelist\":[\"0.0.0.0/0\"]}",
+	  "p.json:1:38: error: safelist[0]: a safelist of every address would disable all blocking\n" },
+	{ "{\"version\":1,\"chains\":{},\"blocklist\":{\"entries\":[\"0.0.0.0/0\"]}}",
+	  "p.json:1:50: error: blocklist.entries[0]: refusing to block every address (\"0.0.0.0/0\")\n" },
+	{ "{\"version\":1,\"chains\":{},\"blocklist\":{\"entries\":\"1.2.3.4\"}}",
+	  "p.json:1:49: error: blocklist.entries: expected an array of addresses, got a string\n" },
+	{ "{\"version\":1,\"chains\":{},\"blocklist\":{\"entries\":[\"1.2.3.4/24\"],\"lists\":[]}}",
+	  "p.json:1:50: error: blocklist.entries[0]: bad address \"1.2.3.4/24\": host bits set (did you mean 1.2.3.0/24?)\np.json:1:64: error: blocklist.lists: unknown key \"lists\" (expected one of: entries, files)\n" },
+	{ "{\"version\":1,\"chains\":{},\"blocklist\":{\"files\":[\"/nonexistent/*.netset\"]}}",
+	  "p.json:1:48: error: blocklist.files[0]: no list file matches \"/nonexistent/*.netset\"\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\"}},\"log_dropped\":{\"prefix\":\"X\"}}",
+	  "p.json:1:67: error: log_dropped: chain input has policy accept: it drops nothing to log (remove it from \"chains\")\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"drop\",\"rules\":[{\"proto\":\"tcp\",\"dport\":22,\"action\":\"accept\"}]}},\"log_dropped\":{\"chains\":[\"input\",\"nat\"]}}",
+	  "p.json:1:139: error: log_dropped.chains[1]: unknown chain \"nat\" (expected input, forward or output)\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"drop\",\"rules\":[{\"proto\":\"tcp\",\"dport\":[22],\"action\":\"drop\"},{\"proto\":\"tcp\",\"dport\":22,\"action\":\"accept\"}]}}}",
+	  "p.json:1:58: error: chains.input.rules[0]: this rule drops new SSH connections (tcp port 22) from every address before any rule accepts them: it would lock remote administrators out of the node; accept tcp dport 22 earlier or set \"allow_ssh_lockout\": true\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"drop\",\"rules\":[{\"proto\":\"tcp\",\"dport\":22,\"ct_state\":\"established\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:32: error: chains.input: no rule accepts new SSH connections (tcp port 22) and the policy is drop: this would lock remote administrators out of the node; add {\"proto\": \"tcp\", \"dport\": 22, \"action\": \"accept\"} or set \"allow_ssh_lockout\": true\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"drop\",\"rules\":[{\"proto\":\"tcp\",\"dport\":22,\"iif\":\"lo\",\"action\":\"accept\"}]}}}",
+	  "p.json:1:32: error: chains.input: no rule accepts new SSH connections (tcp port 22) and the policy is drop: this would lock remote administrators out of the node; add {\"proto\": \"tcp\", \"dport\": 22, \"action\": \"accept\"} or set \"allow_ssh_lockout\": true\n" },
+	{ "{\"version\":1,\"chains\":{},\"allow_ssh_lockout\":\"yes\"}",
+	  "p.json:1:46: error: allow_ssh_lockout: expected true or false, got a string\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\"}},\"version\":1}",
+	  "p.json:1:61: error: invalid JSON: duplicate object key near '\"version\"'\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",}}}",
+	  "p.json:1:51: error: invalid JSON: string or '}' expected near '}'\n" },
+	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\"}}",
+	  "p.json:1:51: error: invalid JSON: '}' expected near end of file\n" }
+};
+
+static void test_bad_inputs(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+		int rc;
+		char *got = errors_of(bad_cases[i].json, &rc);
+		if (strcmp(got, bad_cases[i].errors) != 0 || rc != -EINVAL)
+			print_error("case %zu: %s\n  want: %s  got:  %s", i, bad_cases[i].json,
+				    bad_cases[i].errors, got);
+		assert_int_equal(rc, -EINVAL);
+		assert_string_equal(got, bad_cases[i].errors);
+		free(got);
+	}
+}
+
+/* Positions across lines, and every error reported, not only the first. */
+static void test_all_errors_multiline(void **state)
+{
+	(void)state;
+	const char *text = "{\"version\": 1,\n"
+			   " \"chains\": {\"input\": {\"policy\": \"accept\", \"rules\": [\n"
+			   "  {\"proto\": \"tcp\", \"dport\": 70000, \"action\": \"accept\"},\n"
+			   "  {\"proto\": \"udp\", \"saddr\": \"10.1.2.3/8\", \"action\": \"drop\"},\n"
+			   "\t{\"proto\": \"tcp\", \"dport\": \"22\", \"action\": \"allow\"}\n"
+			   " ]}}}\n";
+	int rc;
+	char *got = errors_of(text, &rc);
+	assert_int_equal(rc, -EINVAL);
+	assert_string_equal(got,
+			    "p.json:3:29: error: chains.input.rules[0].dport: port 70000 out of range 1-65535\n"
+			    "p.json:4:29: error: chains.input.rules[1].saddr: bad address \"10.1.2.3/8\": host bits set (did you mean 10.0.0.0/8?)\n"
+			    "p.json:5:44: error: chains.input.rules[2].action: unknown action \"allow\" (expected accept, drop or reject)\n");
+	free(got);
+}
+
+/* Columns count characters: a multi-byte comment before the error. */
+static void test_column_counts_characters(void **state)
+{
+	(void)state;
+	const char *text = "{\"version\": 1, \"x\u00e9\u00e9\": 1, \"chains\": {}}";
+	int rc;
+	char *got = errors_of(text, &rc);
+	assert_string_equal(got, "p.json:1:16: error: x\u00e9\u00e9: unknown key \"x\u00e9\u00e9\" (expected one of: version, allow_ssh_lockout, safelist, blocklist, chains, log_dropped)\n");
+	free(got);
+}
+
+static void test_list_file_errors(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/cvz-test-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[256], text[512];
+	snprintf(path, sizeof(path), "%s/a.netset", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("# FireHOL style\r\n203.0.113.7\r\n\n  198.51.100.0/24 # comment\n10.1.2.3/8\nnot-an-ip\n2001:db8:bad::/48\n", f);
+	fclose(f);
+	snprintf(text, sizeof(text),
+		 "{\"version\": 1, \"chains\": {}, \"blocklist\": {\"files\": [\"%s/*.netset\"]}}", dir);
+	int rc;
+	char *got = errors_of(text, &rc);
+	char want[1024];
+	snprintf(want, sizeof(want),
+		 "%s:5:1: error: bad address \"10.1.2.3/8\": host bits set (did you mean 10.0.0.0/8?)\n"
+		 "%s:6:1: error: bad address \"not-an-ip\": not an IPv4 or IPv6 address\n",
+		 path, path);
+	assert_int_equal(rc, -EINVAL);
+	assert_string_equal(got, want);
+	free(got);
+
+	/* fixed, it loads: three entries from the file, CRLF and comments ignored */
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("# FireHOL style\r\n203.0.113.7\r\n\n  198.51.100.0/24 # comment\n2001:db8:bad::/48\n", f);
+	fclose(f);
+	struct diags d = { 0 };
+	struct policy *p = NULL;
+	assert_int_equal(policy_parse("p.json", text, strlen(text), &p, &d), 0);
+	assert_int_equal(p->n_blocked, 3);
+	assert_int_equal(p->n_list_files, 1);
+	assert_string_equal(p->list_files[0], path);
+	policy_free(p);
+	diags_free(&d);
+	unlink(path);
+	rmdir(dir);
+}
+
+static struct policy *load_example(const char *name)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "policy/examples/%s", name);
+	struct diags d = { 0 };
+	struct policy *p = NULL;
+	int rc = policy_load(path, &p, &d);
+	if (rc != 0)
+		diags_print(&d, stderr);
+	diags_free(&d);
+	assert_int_equal(rc, 0);
+	return p;
+}
+
+static void test_examples_valid(void **state)
+{
+	(void)state;
+	struct policy *p = load_example("cloudviz-node.json");
+	assert_true(p->chains[FW_HOOK_INPUT].policy_drop);
+	assert_true(p->chains[FW_HOOK_FORWARD].policy_drop);
+	assert_false(p->chains[FW_HOOK_OUTPUT].policy_drop);
+	assert_int_equal(p->chains[FW_HOOK_INPUT].n_rules, 7);
+	assert_true(p->log_dropped);
+	assert_string_equal(p->log_prefix, "DROPPED: ");
+	assert_true(p->log_chains[FW_HOOK_INPUT]);
+	assert_false(p->log_chains[FW_HOOK_FORWARD]);
+	policy_free(p);
+	p = load_example("egress-restricted.json");
+	assert_true(p->chains[FW_HOOK_OUTPUT].policy_drop);
+	policy_free(p);
+}
+
+/* The node policy compiles to the kernel rules the issue's table asks for. */
+static void test_compile_node(void **state)
+{
+	(void)state;
+	struct policy *p = load_example("cloudviz-node.json");
+	struct fw_table t;
+	assert_int_equal(policy_compile(p, &t), 0);
+	policy_free(p);
+	assert_int_equal(t.n_sets, 2);
+	assert_string_equal(t.sets[0].name, "blocklist_v4");
+	assert_string_equal(t.sets[1].name, "blocklist_v6");
+	const struct fw_chain *in = &t.chains[FW_HOOK_INPUT];
+	/* 2 blocklist + lo + ct + 22/80/443 + 8000 v4 + 8000 v6 + db + icmp + icmpv6 + log */
+	assert_int_equal(in->n_rules, 11);
+	assert_string_equal(in->rules[0].saddr_set, "blocklist_v4");
+	assert_int_equal(in->rules[0].verdict, FW_VERDICT_DROP);
+	assert_string_equal(in->rules[2].iifname, "lo");
+	assert_int_equal(in->rules[3].ct_state, FW_CT_ESTABLISHED | FW_CT_RELATED);
+	assert_int_equal(in->rules[4].n_dport, 3);
+	assert_int_equal(in->rules[5].family, NFPROTO_IPV4);
+	assert_int_equal(in->rules[5].n_saddr, 3);
+	assert_int_equal(in->rules[6].family, NFPROTO_IPV6);
+	assert_int_equal(in->rules[6].n_saddr, 1);
+	assert_int_equal(in->rules[7].n_saddr, 1);
+	assert_int_equal(in->rules[7].n_dport, 2);
+	assert_int_equal(in->rules[8].family, NFPROTO_IPV4);
+	assert_int_equal(in->rules[8].n_icmp_type, 4);
+	assert_int_equal(in->rules[9].family, NFPROTO_IPV6);
+	assert_int_equal(in->rules[9].n_icmp_type, 9);
+	assert_true(in->rules[10].log);
+	assert_true(in->rules[10].has_limit);
+	assert_int_equal(in->rules[10].verdict, FW_VERDICT_NONE);
+	const struct fw_chain *fw = &t.chains[FW_HOOK_FORWARD];
+	assert_int_equal(fw->n_rules, 6);
+	assert_string_equal(fw->rules[2].iifname, "docker0");
+	assert_string_equal(fw->rules[3].iifname, "br-*");
+	assert_string_equal(fw->rules[5].oifname, "br-*");
+	const struct fw_chain *out = &t.chains[FW_HOOK_OUTPUT];
+	assert_int_equal(out->n_rules, 2);
+	assert_string_equal(out->rules[0].daddr_set, "blocklist_v4");
+	fw_table_free(&t);
+}
+
+/* Blocklist minus safelist; per-source limits get one set per family. */
+static void test_compile_blocklist_and_rate(void **state)
+{
+	(void)state;
+	const char *text =
+		"{\"version\": 1, \"safelist\": [\"10.1.2.3\"],"
+		" \"blocklist\": {\"entries\": [\"10.0.0.0/8\", \"10.0.0.0/9\", \"2001:db8::/32\"]},"
+		" \"chains\": {\"input\": {\"policy\": \"accept\", \"rules\": ["
+		"  {\"proto\": \"tcp\", \"dport\": 8000, \"rate_limit\": {\"rate\": \"100/minute\", \"burst\": 20}, \"action\": \"accept\"}"
+		" ]}}}";
+	struct diags d = { 0 };
+	struct policy *p = NULL;
+	assert_int_equal(policy_parse("p.json", text, strlen(text), &p, &d), 0);
+	struct fw_table t;
+	assert_int_equal(policy_compile(p, &t), 0);
+	policy_free(p);
+	assert_int_equal(t.n_sets, 4);
+	assert_int_equal(t.sets[0].elems.n4, 2);
+	assert_int_equal(t.sets[0].elems.v4[0].lo, 0x0a000000);
+	assert_int_equal(t.sets[0].elems.v4[0].hi, 0x0a010202);
+	assert_int_equal(t.sets[0].elems.v4[1].lo, 0x0a010204);
+	assert_int_equal(t.sets[0].elems.v4[1].hi, 0x0affffff);
+	assert_int_equal(t.sets[1].elems.n6, 1);
+	assert_string_equal(t.sets[2].name, "rate_input_0_v4");
+	assert_int_equal(t.sets[2].kind, FW_SET_RATELIMIT);
+	assert_int_equal(t.sets[2].timeout_ms, 60000);
+	assert_string_equal(t.sets[3].name, "rate_input_0_v6");
+	const struct fw_chain *in = &t.chains[FW_HOOK_INPUT];
+	assert_int_equal(in->n_rules, 4);
+	assert_string_equal(in->rules[2].limit.rate_set, "rate_input_0_v4");
+	assert_int_equal(in->rules[2].limit.rate, 100);
+	assert_int_equal(in->rules[2].limit.burst, 20);
+	assert_int_equal(in->rules[3].family, NFPROTO_IPV6);
+	fw_table_free(&t);
+	diags_free(&d);
+}
+
+static void test_lockout_allowed(void **state)
+{
+	(void)state;
+	const char *text = "{\"version\": 1, \"allow_ssh_lockout\": true,"
+			   " \"chains\": {\"input\": {\"policy\": \"drop\"}}}";
+	struct diags d = { 0 };
+	struct policy *p = NULL;
+	assert_int_equal(policy_parse("p.json", text, strlen(text), &p, &d), 0);
+	assert_int_equal(d.n, 0);
+	policy_free(p);
+	/* ssh accepted only from a management range is not a lockout */
+	text = "{\"version\": 1, \"chains\": {\"input\": {\"policy\": \"drop\", \"rules\": ["
+	       "{\"proto\": \"tcp\", \"dport\": \"20-30\", \"saddr\": \"192.0.2.0/24\", \"action\": \"accept\"}]}}}";
+	assert_int_equal(policy_parse("p.json", text, strlen(text), &p, &d), 0);
+	policy_free(p);
+	diags_free(&d);
+}
+
+static void test_unreadable(void **state)
+{
+	(void)state;
+	struct diags d = { 0 };
+	struct policy *p = NULL;
+	assert_int_equal(policy_load("/nonexistent/policy.json", &p, &d), -ENOENT);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.v[0].msg, "cannot read policy: No such file or directory");
+	diags_free(&d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bad_inputs),
+		cmocka_unit_test(test_all_errors_multiline),
+		cmocka_unit_test(test_column_counts_characters),
+		cmocka_unit_test(test_list_file_errors),
+		cmocka_unit_test(test_examples_valid),
+		cmocka_unit_test(test_compile_node),
+		cmocka_unit_test(test_compile_blocklist_and_rate),
+		cmocka_unit_test(test_lockout_allowed),
+		cmocka_unit_test(test_unreadable),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
