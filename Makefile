@@ -17,9 +17,14 @@ PKGS     := libnftnl libmnl jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
+# CFLAGS is the user's (optimisation, debug); SAN adds sanitizers to both
+# compile and link. Warnings and includes are always on.
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-            -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter -Wno-format-truncation \
+SAN      ?=
+# gcc only: truncated diagnostic paths are harmless (clang lacks the flag)
+CC_WARN_EXTRA ?= $(if $(findstring clang,$(CC)),,-Wno-format-truncation)
+ALL_CFLAGS = $(CFLAGS) $(SAN) -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter $(CC_WARN_EXTRA) \
             -fno-strict-aliasing -D_GNU_SOURCE -DCVZ_VERSION='"$(VERSION)"' \
             -Iinclude $(PKG_CFLAGS)
 DEPFLAGS  = -MMD -MP
@@ -43,7 +48,7 @@ all: $(BUILD)/cloudviz-agent
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
 $(BUILD)/libagent.a: $(LIB_OBJ)
 	@$(if $(Q),echo "  AR      $@")
@@ -51,28 +56,30 @@ $(BUILD)/libagent.a: $(LIB_OBJ)
 
 $(BUILD)/cloudviz-agent: $(MAIN_OBJ) $(BUILD)/libagent.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libagent.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 unit: $(UNIT_BIN)
 
 # The same unit tests, built again with AddressSanitizer and UBSan.
-ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan:
-	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" unit $(BUILD)/asan/cloudviz-agent
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="-O1 -g" SAN="$(ASAN_FLAGS)" unit $(BUILD)/asan/cloudviz-agent
 
 # libFuzzer target for the policy parser (needs clang).
-FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer,address,undefined
+# The library is built with -fsanitize=fuzzer-no-link; only the target links
+# libFuzzer's main.
 fuzz:
-	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz CC=clang CFLAGS="$(FUZZ_FLAGS)" LDFLAGS="-fsanitize=fuzzer,address,undefined" $(BUILD)/fuzz/fuzz_policy
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz CC=clang CFLAGS="-O1 -g" \
+		SAN="-fsanitize=fuzzer-no-link,address,undefined" $(BUILD)/fuzz/fuzz_policy
 
 $(BUILD)/fuzz_policy: $(BUILD)/tests/fuzz/fuzz_policy.o $(BUILD)/libagent.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 deps:
 	$(Q)scripts/install-deps.sh
@@ -88,7 +95,7 @@ install: $(BUILD)/cloudviz-agent
 	install -D -m 0755 $(BUILD)/cloudviz-agent $(DESTDIR)$(SBINDIR)/cloudviz-agent
 
 lint:
-	clang-tidy --quiet $(AGENT_SRC) -- $(CFLAGS)
+	clang-tidy --quiet $(AGENT_SRC) -- $(filter-out -Wno-format-truncation,$(ALL_CFLAGS))
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance --inline-suppr -Iinclude --suppress=missingIncludeSystem agent
 
 clean:

@@ -74,6 +74,10 @@ bool cvz_rangeset_overlaps_prefix(const struct cvz_rangeset *s,
 				  const struct cvz_prefix *p);
 void cvz_rangeset_free(struct cvz_rangeset *s);
 
+/* Longest text cvz_range4/6_format() writes, with its NUL: two IPv6
+ * addresses of up to 45 characters and the '-'. */
+#define CVZ_RANGE_STRLEN 100
+
 /* Range <-> text: a range that is exactly one prefix prints as that prefix
  * ("10.0.0.0/8", "192.0.2.1"), anything else as "lo-hi". Returns buf. */
 char *cvz_range4_format(const struct cvz_range4 *r, char *buf, size_t len);
