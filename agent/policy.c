@@ -1149,7 +1149,7 @@ int policy_load(const char *file, struct policy **out, struct diags *d)
 		close(fd);
 		return -EFBIG;
 	}
-	_cleanup_(freep) char *buf = malloc((size_t)st.st_size + 1);
+	char *buf = malloc((size_t)st.st_size + 1);
 	size_t got = 0;
 	while (buf && got < (size_t)st.st_size) {
 		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
@@ -1159,11 +1159,15 @@ int policy_load(const char *file, struct policy **out, struct diags *d)
 	}
 	close(fd);
 	if (!buf || got != (size_t)st.st_size) {
+		int err = buf ? -EIO : -ENOMEM;
 		diags_add(d, file, 0, 0, "cannot read policy: %s", buf ? "short read" : "out of memory");
-		return buf ? -EIO : -ENOMEM;
+		free(buf);
+		return err;
 	}
 	buf[got] = '\0';
-	return policy_parse(file, buf, got, out, d);
+	int r = policy_parse(file, buf, got, out, d);
+	free(buf);
+	return r;
 }
 
 void policy_free(struct policy *p)
