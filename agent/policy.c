@@ -2,251 +2,31 @@
  * with its position. The schema is defined once, in the key tables below; the
  * list of expected keys in "unknown key" errors comes from the same tables. */
 #include <errno.h>
-#include <fcntl.h>
 #include <glob.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <linux/netfilter.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "jsonpos.h"
+#include "jparse.h"
 #include "names.h"
 #include "policy.h"
 
 #define POLICY_MAX_BYTES (64u << 20)
-#define PATHLEN 256
-
-struct pctx {
-	const char *file;
-	const char *text;
-	size_t len;
-	struct diags *d;
-	struct policy *p;
-	size_t errors;
-};
-
-typedef void (*key_fn)(struct pctx *c, const char *path, json_t *v, void *target);
-
-struct key_def {
-	const char *name;
-	key_fn parse;
-};
-
-/* Reports an error at path (the value, or with key=true the key itself). When
- * the path is not in the text (a missing key), the nearest parent is used. */
-static void __attribute__((format(printf, 4, 5)))
-perr(struct pctx *c, const char *path, bool key, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-
-	char where[PATHLEN];
-	snprintf(where, sizeof(where), "%s", path);
-	int line = 0, col = 0;
-	while (!jsonpos_find(c->text, c->len, where, key, &line, &col)) {
-		char *cut = strrchr(where, '.');
-		char *br = strrchr(where, '[');
-		if (br && (!cut || br > cut))
-			cut = br;
-		if (!cut && where[0] == '\0')
-			break;
-		if (cut)
-			*cut = '\0';
-		else
-			where[0] = '\0';
-		key = false;
-	}
-	if (path[0])
-		diags_add(c->d, c->file, line, col, "%s: %s", path, msg);
-	else
-		diags_add(c->d, c->file, line, col, "%s", msg);
-	c->errors++;
-}
-
-static const char *type_name(const json_t *v)
-{
-	switch (json_typeof(v)) {
-	case JSON_OBJECT:
-		return "an object";
-	case JSON_ARRAY:
-		return "an array";
-	case JSON_STRING:
-		return "a string";
-	case JSON_INTEGER:
-		return "an integer";
-	case JSON_REAL:
-		return "a number";
-	case JSON_TRUE:
-	case JSON_FALSE:
-		return "a boolean";
-	default:
-		return "null";
-	}
-}
-
-/* Short text of a value for messages: the string itself, or the JSON. */
-static const char *value_text(const json_t *v, char *buf, size_t len)
-{
-	if (json_is_string(v)) {
-		snprintf(buf, len, "\"%s\"", json_string_value(v));
-		return buf;
-	}
-	char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-	snprintf(buf, len, "%s", s ? s : "?");
-	free(s);
-	return buf;
-}
-
-static bool want_type(struct pctx *c, const char *path, json_t *v, json_type t, const char *what)
-{
-	if (json_typeof(v) == t || (t == JSON_TRUE && json_is_boolean(v)))
-		return true;
-	perr(c, path, false, "expected %s, got %s", what, type_name(v));
-	return false;
-}
-
-/* Calls fn for each element of v when it is an array, or for v itself when it
- * is a single value: "dport": 22 and "dport": [22, 80] both work. An empty
- * array is an error named by what. Returns the number of elements. */
-static size_t for_each_item(struct pctx *c, const char *path, json_t *v, const char *what,
-			    void (*fn)(struct pctx *, const char *, json_t *, void *), void *arg)
-{
-	if (!json_is_array(v)) {
-		fn(c, path, v, arg);
-		return 1;
-	}
-	if (json_array_size(v) == 0) {
-		perr(c, path, false, "empty %s list", what);
-		return 0;
-	}
-	size_t i;
-	json_t *item;
-	json_array_foreach(v, i, item) {
-		char ipath[PATHLEN];
-		snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
-		fn(c, ipath, item, arg);
-	}
-	return json_array_size(v);
-}
-
-/* Checks that every key of obj is known, then parses the known ones. */
-static void parse_object(struct pctx *c, const char *path, json_t *obj,
-			 const struct key_def *defs, size_t ndefs, void *target)
-{
-	if (!want_type(c, path, obj, JSON_OBJECT, "an object"))
-		return;
-	const char *key;
-	json_t *val;
-	json_object_foreach(obj, key, val) {
-		char kpath[PATHLEN];
-		snprintf(kpath, sizeof(kpath), "%s%s%s", path, path[0] ? "." : "", key);
-		size_t i;
-		for (i = 0; i < ndefs; i++)
-			if (strcmp(defs[i].name, key) == 0)
-				break;
-		if (i < ndefs) {
-			defs[i].parse(c, kpath, val, target);
-			continue;
-		}
-		char expected[512] = "";
-		size_t off = 0;
-		for (size_t k = 0; k < ndefs && off < sizeof(expected); k++)
-			off += (size_t)snprintf(expected + off, sizeof(expected) - off, "%s%s",
-						k ? ", " : "", defs[k].name);
-		perr(c, kpath, true, "unknown key \"%s\" (expected one of: %s)", key, expected);
-	}
-}
-
-/* ---- scalar helpers --------------------------------------------------- */
-
-static bool printable_text(const char *s)
-{
-	for (; *s; s++)
-		if (*s < 0x20 || *s > 0x7e || *s == '"' || *s == '\\')
-			return false;
-	return true;
-}
-
-/* A short text that ends up in the kernel (comment, log prefix). */
-static void parse_text(struct pctx *c, const char *path, json_t *v, char *out, size_t max)
-{
-	if (!want_type(c, path, v, JSON_STRING, "a string"))
-		return;
-	const char *s = json_string_value(v);
-	if (strlen(s) >= max)
-		perr(c, path, false, "\"%.40s...\" is too long (%zu characters, at most %zu)", s,
-		     strlen(s), max - 1);
-	else if (!printable_text(s))
-		perr(c, path, false, "\"%s\" may hold only printable ASCII without '\"' or '\\'", s);
-	else
-		memcpy(out, s, strlen(s) + 1);
-}
-
-static void parse_bool(struct pctx *c, const char *path, json_t *v, bool *out)
-{
-	if (want_type(c, path, v, JSON_TRUE, "true or false"))
-		*out = json_is_true(v);
-}
-
-static void parse_prefix(struct pctx *c, const char *path, json_t *v, struct cvz_prefix *out)
-{
-	if (!want_type(c, path, v, JSON_STRING, "an address or CIDR string"))
-		return;
-	const char *why = NULL;
-	char buf[128];
-	if (cvz_prefix_parse(json_string_value(v), out, &why, buf, sizeof(buf)) < 0)
-		perr(c, path, false, "bad address \"%s\": %s", json_string_value(v), why);
-}
-
-struct prefix_list {
-	struct cvz_prefix *v;
-	size_t n;
-};
-
-static void prefix_item(struct pctx *c, const char *path, json_t *v, void *arg)
-{
-	struct prefix_list *l = arg;
-	struct cvz_prefix p;
-	size_t before = c->errors;
-	memset(&p, 0, sizeof(p));
-	parse_prefix(c, path, v, &p);
-	if (c->errors != before)
-		return;
-	struct cvz_prefix *nv = reallocarray(l->v, l->n + 1, sizeof(*nv));
-	if (!nv) {
-		perr(c, path, false, "out of memory");
-		return;
-	}
-	l->v = nv;
-	l->v[l->n++] = p;
-}
-
-static void parse_prefix_list(struct pctx *c, const char *path, json_t *v,
-			      struct cvz_prefix **out, size_t *n)
-{
-	struct prefix_list l = { *out, *n };
-	for_each_item(c, path, v, "address", prefix_item, &l);
-	*out = l.v;
-	*n = l.n;
-}
+#define POLICY(c) ((struct policy *)(c)->owner)
 
 /* "100/minute" -> rate and unit. */
-static bool parse_rate(struct pctx *c, const char *path, json_t *v, struct fw_limit *l)
+static bool parse_rate(struct jctx *c, const char *path, json_t *v, struct fw_limit *l)
 {
 	static const struct {
 		const char *name;
 		uint64_t secs;
 	} units[] = { { "second", 1 }, { "minute", 60 }, { "hour", 3600 }, { "day", 86400 } };
-	if (!want_type(c, path, v, JSON_STRING, "a rate string like \"100/minute\""))
+	if (!jp_want(c, path, v, JSON_STRING, "a rate string like \"100/minute\""))
 		return false;
 	const char *s = json_string_value(v);
 	char *end;
@@ -259,49 +39,49 @@ static bool parse_rate(struct pctx *c, const char *path, json_t *v, struct fw_li
 				l->unit_secs = units[i].secs;
 				return true;
 			}
-	perr(c, path, false,
+	jp_err(c, path, false,
 	     "bad rate \"%s\": expected N/second, N/minute, N/hour or N/day with N from 1 to %u", s,
 	     UINT32_MAX);
 	return false;
 }
 
-static void parse_burst(struct pctx *c, const char *path, json_t *v, struct fw_limit *l)
+static void parse_burst(struct jctx *c, const char *path, json_t *v, struct fw_limit *l)
 {
-	if (!want_type(c, path, v, JSON_INTEGER, "an integer"))
+	if (!jp_want(c, path, v, JSON_INTEGER, "an integer"))
 		return;
 	json_int_t b = json_integer_value(v);
 	if (b < 1 || b > 1000000)
-		perr(c, path, false, "burst %lld out of range 1-1000000", (long long)b);
+		jp_err(c, path, false, "burst %lld out of range 1-1000000", (long long)b);
 	else
 		l->burst = (uint32_t)b;
 }
 
 /* ---- rule keys --------------------------------------------------------- */
 
-static void rule_comment(struct pctx *c, const char *path, json_t *v, void *t)
+static void rule_comment(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct policy_rule *r = t;
-	parse_text(c, path, v, r->comment, sizeof(r->comment));
+	jp_text(c, path, v, r->comment, sizeof(r->comment));
 }
 
-static void rule_action(struct pctx *c, const char *path, json_t *v, void *t)
+static void rule_action(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	static const char *const names[] = {
 		[FW_VERDICT_ACCEPT] = "accept", [FW_VERDICT_DROP] = "drop", [FW_VERDICT_REJECT] = "reject",
 	};
 	struct policy_rule *r = t;
-	if (!want_type(c, path, v, JSON_STRING, "a string"))
+	if (!jp_want(c, path, v, JSON_STRING, "a string"))
 		return;
 	for (size_t i = FW_VERDICT_ACCEPT; i < ELEMENTSOF(names); i++)
 		if (strcmp(json_string_value(v), names[i]) == 0) {
 			r->verdict = (enum fw_verdict)i;
 			return;
 		}
-	perr(c, path, false, "unknown action \"%s\" (expected accept, drop or reject)",
+	jp_err(c, path, false, "unknown action \"%s\" (expected accept, drop or reject)",
 	     json_string_value(v));
 }
 
-static void proto_item(struct pctx *c, const char *path, json_t *v, void *t)
+static void proto_item(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	static const struct {
 		const char *name;
@@ -309,7 +89,7 @@ static void proto_item(struct pctx *c, const char *path, json_t *v, void *t)
 	} protos[] = { { "tcp", IPPROTO_TCP }, { "udp", IPPROTO_UDP },
 		       { "icmp", IPPROTO_ICMP }, { "icmpv6", IPPROTO_ICMPV6 }, { "any", 0 } };
 	struct policy_rule *r = t;
-	if (!want_type(c, path, v, JSON_STRING, "a protocol name"))
+	if (!jp_want(c, path, v, JSON_STRING, "a protocol name"))
 		return;
 	const char *s = json_string_value(v);
 	for (size_t i = 0; i < ELEMENTSOF(protos); i++) {
@@ -317,23 +97,23 @@ static void proto_item(struct pctx *c, const char *path, json_t *v, void *t)
 			continue;
 		if (protos[i].proto == 0) {
 			if (strchr(path, '['))
-				perr(c, path, false, "\"any\" cannot be part of a protocol list");
+				jp_err(c, path, false, "\"any\" cannot be part of a protocol list");
 			return;
 		}
 		for (size_t k = 0; k < r->n_l4proto; k++)
 			if (r->l4proto[k] == protos[i].proto) {
-				perr(c, path, false, "protocol \"%s\" listed twice", s);
+				jp_err(c, path, false, "protocol \"%s\" listed twice", s);
 				return;
 			}
 		r->l4proto[r->n_l4proto++] = protos[i].proto;
 		return;
 	}
-	perr(c, path, false, "unknown protocol \"%s\" (expected tcp, udp, icmp, icmpv6 or any)", s);
+	jp_err(c, path, false, "unknown protocol \"%s\" (expected tcp, udp, icmp, icmpv6 or any)", s);
 }
 
-static void rule_proto(struct pctx *c, const char *path, json_t *v, void *t)
+static void rule_proto(struct jctx *c, const char *path, json_t *v, void *t)
 {
-	for_each_item(c, path, v, "protocol", proto_item, t);
+	jp_each(c, path, v, "protocol", proto_item, t);
 }
 
 struct port_list {
@@ -353,7 +133,7 @@ static bool port_number(const char *s, char **end, uint16_t *out)
 	return true;
 }
 
-static void port_item(struct pctx *c, const char *path, json_t *v, void *arg)
+static void port_item(struct jctx *c, const char *path, json_t *v, void *arg)
 {
 	struct port_list *l = arg;
 	struct fw_portrange pr;
@@ -361,7 +141,7 @@ static void port_item(struct pctx *c, const char *path, json_t *v, void *arg)
 	if (json_is_integer(v)) {
 		json_int_t n = json_integer_value(v);
 		if (n < 1 || n > 65535) {
-			perr(c, path, false, "port %lld out of range 1-65535", (long long)n);
+			jp_err(c, path, false, "port %lld out of range 1-65535", (long long)n);
 			return;
 		}
 		pr.lo = pr.hi = (uint16_t)n;
@@ -370,56 +150,56 @@ static void port_item(struct pctx *c, const char *path, json_t *v, void *arg)
 		char *end = NULL;
 		if (!port_number(s, &end, &pr.lo) ||
 		    (*end == '-' ? !port_number(end + 1, &end, &pr.hi) || *end : (pr.hi = pr.lo, *end))) {
-			perr(c, path, false,
+			jp_err(c, path, false,
 			     "bad port \"%s\": expected a port 1-65535 or a range like \"1024-2048\"", s);
 			return;
 		}
 		if (pr.lo > pr.hi) {
-			perr(c, path, false, "bad port range \"%s\": %u is above %u", s, pr.lo, pr.hi);
+			jp_err(c, path, false, "bad port range \"%s\": %u is above %u", s, pr.lo, pr.hi);
 			return;
 		}
 	} else {
-		perr(c, path, false, "expected a port number or \"LO-HI\" range, got %s",
-		     value_text(v, buf, sizeof(buf)));
+		jp_err(c, path, false, "expected a port number or \"LO-HI\" range, got %s",
+		     jp_value_text(v, buf, sizeof(buf)));
 		return;
 	}
 	struct fw_portrange *nv = reallocarray(l->v, l->n + 1, sizeof(*nv));
 	if (!nv) {
-		perr(c, path, false, "out of memory");
+		jp_err(c, path, false, "out of memory");
 		return;
 	}
 	l->v = nv;
 	l->v[l->n++] = pr;
 }
 
-static void rule_dport(struct pctx *c, const char *path, json_t *v, void *t)
+static void rule_dport(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct policy_rule *r = t;
 	struct port_list l = { r->dport, r->n_dport };
-	for_each_item(c, path, v, "port", port_item, &l);
+	jp_each(c, path, v, "port", port_item, &l);
 	r->dport = l.v;
 	r->n_dport = l.n;
 }
 
-static void rule_sport(struct pctx *c, const char *path, json_t *v, void *t)
+static void rule_sport(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct policy_rule *r = t;
 	struct port_list l = { r->sport, r->n_sport };
-	for_each_item(c, path, v, "port", port_item, &l);
+	jp_each(c, path, v, "port", port_item, &l);
 	r->sport = l.v;
 	r->n_sport = l.n;
 }
 
-static void rule_saddr(struct pctx *c, const char *path, json_t *v, void *t)
+static void rule_saddr(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct policy_rule *r = t;
-	parse_prefix_list(c, path, v, &r->saddr, &r->n_saddr);
+	jp_prefix_list(c, path, v, &r->saddr, &r->n_saddr);
 }
 
-static void rule_daddr(struct pctx *c, const char *path, json_t *v, void *t)
+static void rule_daddr(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct policy_rule *r = t;
-	parse_prefix_list(c, path, v, &r->daddr, &r->n_daddr);
+	jp_prefix_list(c, path, v, &r->daddr, &r->n_daddr);
 }
 
 struct if_list {
@@ -427,10 +207,10 @@ struct if_list {
 	size_t n;
 };
 
-static void ifname_item(struct pctx *c, const char *path, json_t *v, void *arg)
+static void ifname_item(struct jctx *c, const char *path, json_t *v, void *arg)
 {
 	struct if_list *l = arg;
-	if (!want_type(c, path, v, JSON_STRING, "an interface name"))
+	if (!jp_want(c, path, v, JSON_STRING, "an interface name"))
 		return;
 	const char *s = json_string_value(v);
 	size_t n = strlen(s);
@@ -439,60 +219,60 @@ static void ifname_item(struct pctx *c, const char *path, json_t *v, void *arg)
 		ok = s[i] > 0x20 && s[i] < 0x7f && s[i] != '/' && s[i] != '"' && s[i] != '\\' &&
 		     (s[i] != '*' || i == n - 1);
 	if (!ok) {
-		perr(c, path, false,
+		jp_err(c, path, false,
 		     "bad interface name \"%s\": 1-15 printable characters, no '/' or quotes, '*' only at the end",
 		     s);
 		return;
 	}
 	char(*nv)[IFNAMSIZ] = reallocarray(l->v, l->n + 1, sizeof(*nv));
 	if (!nv) {
-		perr(c, path, false, "out of memory");
+		jp_err(c, path, false, "out of memory");
 		return;
 	}
 	l->v = nv;
 	memcpy(l->v[l->n++], s, n + 1);
 }
 
-static void rule_iif(struct pctx *c, const char *path, json_t *v, void *t)
+static void rule_iif(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct policy_rule *r = t;
 	struct if_list l = { r->iif, r->n_iif };
-	for_each_item(c, path, v, "interface", ifname_item, &l);
+	jp_each(c, path, v, "interface", ifname_item, &l);
 	r->iif = l.v;
 	r->n_iif = l.n;
 }
 
-static void rule_oif(struct pctx *c, const char *path, json_t *v, void *t)
+static void rule_oif(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct policy_rule *r = t;
 	struct if_list l = { r->oif, r->n_oif };
-	for_each_item(c, path, v, "interface", ifname_item, &l);
+	jp_each(c, path, v, "interface", ifname_item, &l);
 	r->oif = l.v;
 	r->n_oif = l.n;
 }
 
-static void ct_item(struct pctx *c, const char *path, json_t *v, void *t)
+static void ct_item(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct policy_rule *r = t;
 	uint32_t bit;
-	if (!want_type(c, path, v, JSON_STRING, "a conntrack state"))
+	if (!jp_want(c, path, v, JSON_STRING, "a conntrack state"))
 		return;
 	if (ct_state_lookup(json_string_value(v), &bit) < 0)
-		perr(c, path, false,
+		jp_err(c, path, false,
 		     "unknown conntrack state \"%s\" (expected new, established, related, invalid or untracked)",
 		     json_string_value(v));
 	else
 		r->ct_state |= bit;
 }
 
-static void rule_ct_state(struct pctx *c, const char *path, json_t *v, void *t)
+static void rule_ct_state(struct jctx *c, const char *path, json_t *v, void *t)
 {
-	for_each_item(c, path, v, "conntrack state", ct_item, t);
+	jp_each(c, path, v, "conntrack state", ct_item, t);
 }
 
 /* icmp types are checked against the protocol once the whole rule is read,
  * so keep the JSON value until then. */
-static void rule_icmp_type(struct pctx *c, const char *path, json_t *v, void *t)
+static void rule_icmp_type(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	(void)c;
 	(void)path;
@@ -500,10 +280,10 @@ static void rule_icmp_type(struct pctx *c, const char *path, json_t *v, void *t)
 	(void)t;
 }
 
-static void rule_family(struct pctx *c, const char *path, json_t *v, void *t)
+static void rule_family(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct policy_rule *r = t;
-	if (!want_type(c, path, v, JSON_STRING, "\"ipv4\" or \"ipv6\""))
+	if (!jp_want(c, path, v, JSON_STRING, "\"ipv4\" or \"ipv6\""))
 		return;
 	const char *s = json_string_value(v);
 	if (strcmp(s, "ipv4") == 0)
@@ -511,62 +291,62 @@ static void rule_family(struct pctx *c, const char *path, json_t *v, void *t)
 	else if (strcmp(s, "ipv6") == 0)
 		r->family = NFPROTO_IPV6;
 	else
-		perr(c, path, false, "unknown family \"%s\" (expected ipv4 or ipv6)", s);
+		jp_err(c, path, false, "unknown family \"%s\" (expected ipv4 or ipv6)", s);
 }
 
-static void limit_rate(struct pctx *c, const char *path, json_t *v, void *t)
+static void limit_rate(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	parse_rate(c, path, v, t);
 }
 
-static void limit_burst(struct pctx *c, const char *path, json_t *v, void *t)
+static void limit_burst(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	parse_burst(c, path, v, t);
 }
 
-static void limit_per(struct pctx *c, const char *path, json_t *v, void *t)
+static void limit_per(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct fw_limit *l = t;
-	if (!want_type(c, path, v, JSON_STRING, "\"source\" or \"rule\""))
+	if (!jp_want(c, path, v, JSON_STRING, "\"source\" or \"rule\""))
 		return;
 	if (strcmp(json_string_value(v), "source") == 0)
 		l->per_source = true;
 	else if (strcmp(json_string_value(v), "rule") == 0)
 		l->per_source = false;
 	else
-		perr(c, path, false, "unknown value \"%s\" (expected source or rule)", json_string_value(v));
+		jp_err(c, path, false, "unknown value \"%s\" (expected source or rule)", json_string_value(v));
 }
 
-static const struct key_def limit_keys[] = {
+static const struct jp_key limit_keys[] = {
 	{ "rate", limit_rate },
 	{ "burst", limit_burst },
 	{ "per", limit_per },
 };
 
-static void rule_rate_limit(struct pctx *c, const char *path, json_t *v, void *t)
+static void rule_rate_limit(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct policy_rule *r = t;
 	r->limit.per_source = true;
 	r->limit.burst = 5;
 	size_t before = c->errors;
-	parse_object(c, path, v, limit_keys, ELEMENTSOF(limit_keys), &r->limit);
+	jp_object(c, path, v, limit_keys, ELEMENTSOF(limit_keys), &r->limit);
 	if (json_is_object(v) && !json_object_get(v, "rate")) {
-		perr(c, path, false, "missing key \"rate\"");
+		jp_err(c, path, false, "missing key \"rate\"");
 		return;
 	}
 	r->has_limit = c->errors == before;
 }
 
-static void log_prefix_key(struct pctx *c, const char *path, json_t *v, void *t)
+static void log_prefix_key(struct jctx *c, const char *path, json_t *v, void *t)
 {
-	parse_text(c, path, v, t, FW_LOG_PREFIX_MAX);
+	jp_text(c, path, v, t, FW_LOG_PREFIX_MAX);
 }
 
-static const struct key_def rule_log_keys[] = {
+static const struct jp_key rule_log_keys[] = {
 	{ "prefix", log_prefix_key },
 };
 
-static void rule_log(struct pctx *c, const char *path, json_t *v, void *t)
+static void rule_log(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct policy_rule *r = t;
 	if (json_is_boolean(v)) {
@@ -574,21 +354,21 @@ static void rule_log(struct pctx *c, const char *path, json_t *v, void *t)
 		return;
 	}
 	if (!json_is_object(v)) {
-		perr(c, path, false, "expected true, false or an object with \"prefix\", got %s",
-		     type_name(v));
+		jp_err(c, path, false, "expected true, false or an object with \"prefix\", got %s",
+		     jp_type_name(v));
 		return;
 	}
 	r->log = true;
-	parse_object(c, path, v, rule_log_keys, ELEMENTSOF(rule_log_keys), r->log_prefix);
+	jp_object(c, path, v, rule_log_keys, ELEMENTSOF(rule_log_keys), r->log_prefix);
 }
 
-static void rule_counter(struct pctx *c, const char *path, json_t *v, void *t)
+static void rule_counter(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct policy_rule *r = t;
-	parse_bool(c, path, v, &r->counter);
+	jp_bool(c, path, v, &r->counter);
 }
 
-static const struct key_def rule_keys[] = {
+static const struct jp_key rule_keys[] = {
 	{ "comment", rule_comment },     { "action", rule_action },
 	{ "proto", rule_proto },         { "sport", rule_sport },
 	{ "dport", rule_dport },         { "saddr", rule_saddr },
@@ -628,7 +408,7 @@ static unsigned rule_families(const struct policy_rule *r)
 	return m;
 }
 
-static void icmp_item(struct pctx *c, const char *path, json_t *v, void *t)
+static void icmp_item(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct policy_rule *r = t;
 	uint8_t proto = r->l4proto[0], type = 0;
@@ -638,66 +418,56 @@ static void icmp_item(struct pctx *c, const char *path, json_t *v, void *t)
 	} else if (!json_is_string(v) || icmp_type_lookup(proto, json_string_value(v), &type) < 0) {
 		char buf[64];
 		icmp_type_names(proto, names, sizeof(names));
-		perr(c, path, false, "unknown %s type %s (expected 0-255 or one of: %s)",
-		     proto == IPPROTO_ICMP ? "icmp" : "icmpv6", value_text(v, buf, sizeof(buf)), names);
+		jp_err(c, path, false, "unknown %s type %s (expected 0-255 or one of: %s)",
+		     proto == IPPROTO_ICMP ? "icmp" : "icmpv6", jp_value_text(v, buf, sizeof(buf)), names);
 		return;
 	}
 	uint8_t *nv = reallocarray(r->icmp_type, r->n_icmp_type + 1, 1);
 	if (!nv) {
-		perr(c, path, false, "out of memory");
+		jp_err(c, path, false, "out of memory");
 		return;
 	}
 	r->icmp_type = nv;
 	r->icmp_type[r->n_icmp_type++] = type;
 }
 
-static void check_rule(struct pctx *c, const char *path, json_t *obj, struct policy_rule *r,
+static void check_rule(struct jctx *c, const char *path, json_t *obj, struct policy_rule *r,
 		       enum fw_hook hook)
 {
-	char kp[PATHLEN];
+	char kp[JP_PATHLEN];
 	bool ports = r->n_sport || r->n_dport;
 	for (size_t i = 0; ports && i < r->n_l4proto; i++)
 		if (r->l4proto[i] != IPPROTO_TCP && r->l4proto[i] != IPPROTO_UDP) {
 			snprintf(kp, sizeof(kp), "%s.proto", path);
-			perr(c, kp, false, "ports need proto tcp or udp, not \"%s\"",
+			jp_err(c, kp, false, "ports need proto tcp or udp, not \"%s\"",
 			     r->l4proto[i] == IPPROTO_ICMP ? "icmp" : "icmpv6");
 		}
 	if (ports && r->n_l4proto == 0) {
 		snprintf(kp, sizeof(kp), "%s.%s", path, r->n_dport ? "dport" : "sport");
-		perr(c, kp, false, "ports need \"proto\": \"tcp\" or \"udp\" (or both)");
+		jp_err(c, kp, false, "ports need \"proto\": \"tcp\" or \"udp\" (or both)");
 	}
 	json_t *icmp = json_object_get(obj, "icmp_type");
 	if (icmp) {
 		snprintf(kp, sizeof(kp), "%s.icmp_type", path);
 		if (r->n_l4proto != 1 ||
 		    (r->l4proto[0] != IPPROTO_ICMP && r->l4proto[0] != IPPROTO_ICMPV6))
-			perr(c, kp, false, "icmp_type needs \"proto\": \"icmp\" or \"icmpv6\"");
+			jp_err(c, kp, false, "icmp_type needs \"proto\": \"icmp\" or \"icmpv6\"");
 		else
-			for_each_item(c, kp, icmp, "icmp type", icmp_item, r);
+			jp_each(c, kp, icmp, "icmp type", icmp_item, r);
 	}
 	if (r->n_iif && hook == FW_HOOK_OUTPUT) {
 		snprintf(kp, sizeof(kp), "%s.iif", path);
-		perr(c, kp, false, "the output chain has no input interface; use \"oif\"");
+		jp_err(c, kp, false, "the output chain has no input interface; use \"oif\"");
 	}
 	if (r->n_oif && hook == FW_HOOK_INPUT) {
 		snprintf(kp, sizeof(kp), "%s.oif", path);
-		perr(c, kp, false, "the input chain has no output interface; use \"iif\"");
+		jp_err(c, kp, false, "the input chain has no output interface; use \"iif\"");
 	}
 	if (rule_families(r) == 0)
-		perr(c, path, false,
+		jp_err(c, path, false,
 		     "rule can never match: its addresses, protocol and family name no common address family");
 	if (r->verdict == FW_VERDICT_NONE && !r->log && !r->counter)
-		perr(c, path, false, "rule does nothing: give it an \"action\", \"log\" or \"counter\"");
-}
-
-static char *where_of(struct pctx *c, const char *path)
-{
-	int line = 0, col = 0;
-	char *s = NULL;
-	jsonpos_find(c->text, c->len, path, false, &line, &col);
-	if (asprintf(&s, "%s:%d:%d (%s)", c->file, line, col, path) < 0)
-		return NULL;
-	return s;
+		jp_err(c, path, false, "rule does nothing: give it an \"action\", \"log\" or \"counter\"");
 }
 
 /* ---- chains ----------------------------------------------------------- */
@@ -707,74 +477,74 @@ struct chain_target {
 	enum fw_hook hook;
 };
 
-static void chain_policy(struct pctx *c, const char *path, json_t *v, void *t)
+static void chain_policy(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct chain_target *ct = t;
-	if (!want_type(c, path, v, JSON_STRING, "\"accept\" or \"drop\""))
+	if (!jp_want(c, path, v, JSON_STRING, "\"accept\" or \"drop\""))
 		return;
 	if (strcmp(json_string_value(v), "drop") == 0)
 		ct->chain->policy_drop = true;
 	else if (strcmp(json_string_value(v), "accept") == 0)
 		ct->chain->policy_drop = false;
 	else
-		perr(c, path, false, "unknown chain policy \"%s\" (expected accept or drop)",
+		jp_err(c, path, false, "unknown chain policy \"%s\" (expected accept or drop)",
 		     json_string_value(v));
 }
 
-static void chain_rules(struct pctx *c, const char *path, json_t *v, void *t)
+static void chain_rules(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct chain_target *ct = t;
-	if (!want_type(c, path, v, JSON_ARRAY, "an array of rules"))
+	if (!jp_want(c, path, v, JSON_ARRAY, "an array of rules"))
 		return;
 	size_t n = json_array_size(v);
 	ct->chain->rules = calloc(n ? n : 1, sizeof(struct policy_rule));
 	if (!ct->chain->rules) {
-		perr(c, path, false, "out of memory");
+		jp_err(c, path, false, "out of memory");
 		return;
 	}
 	size_t i;
 	json_t *item;
 	json_array_foreach(v, i, item) {
-		char rpath[PATHLEN];
+		char rpath[JP_PATHLEN];
 		snprintf(rpath, sizeof(rpath), "%s[%zu]", path, i);
 		struct policy_rule *r = &ct->chain->rules[ct->chain->n_rules++];
 		size_t before = c->errors;
-		parse_object(c, rpath, item, rule_keys, ELEMENTSOF(rule_keys), r);
+		jp_object(c, rpath, item, rule_keys, ELEMENTSOF(rule_keys), r);
 		if (json_is_object(item) && c->errors == before)
 			check_rule(c, rpath, item, r, ct->hook);
-		r->where = where_of(c, rpath);
+		r->where = jp_where(c, rpath);
 	}
 }
 
-static const struct key_def chain_keys[] = {
+static const struct jp_key chain_keys[] = {
 	{ "policy", chain_policy },
 	{ "rules", chain_rules },
 };
 
-static void parse_chain(struct pctx *c, const char *path, json_t *v, enum fw_hook hook)
+static void parse_chain(struct jctx *c, const char *path, json_t *v, enum fw_hook hook)
 {
-	struct chain_target ct = { &c->p->chains[hook], hook };
-	parse_object(c, path, v, chain_keys, ELEMENTSOF(chain_keys), &ct);
+	struct chain_target ct = { &POLICY(c)->chains[hook], hook };
+	jp_object(c, path, v, chain_keys, ELEMENTSOF(chain_keys), &ct);
 	if (json_is_object(v) && !json_object_get(v, "policy"))
-		perr(c, path, false, "missing key \"policy\" (accept or drop)");
+		jp_err(c, path, false, "missing key \"policy\" (accept or drop)");
 }
 
-static void top_chains(struct pctx *c, const char *path, json_t *v, void *t)
+static void top_chains(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	(void)t;
-	if (!want_type(c, path, v, JSON_OBJECT, "an object with input, forward and output"))
+	if (!jp_want(c, path, v, JSON_OBJECT, "an object with input, forward and output"))
 		return;
 	const char *key;
 	json_t *val;
 	json_object_foreach(v, key, val) {
-		char cpath[PATHLEN];
+		char cpath[JP_PATHLEN];
 		snprintf(cpath, sizeof(cpath), "%s.%s", path, key);
 		int h;
 		for (h = 0; h < FW_HOOK_COUNT; h++)
 			if (strcmp(key, fw_hook_name((enum fw_hook)h)) == 0)
 				break;
 		if (h == FW_HOOK_COUNT)
-			perr(c, cpath, true, "unknown chain \"%s\" (expected input, forward or output)", key);
+			jp_err(c, cpath, true, "unknown chain \"%s\" (expected input, forward or output)", key);
 		else
 			parse_chain(c, cpath, val, (enum fw_hook)h);
 	}
@@ -782,27 +552,27 @@ static void top_chains(struct pctx *c, const char *path, json_t *v, void *t)
 
 /* ---- top level -------------------------------------------------------- */
 
-static void top_version(struct pctx *c, const char *path, json_t *v, void *t)
+static void top_version(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	(void)t;
 	char buf[64];
 	if (!json_is_integer(v) || json_integer_value(v) != 1)
-		perr(c, path, false, "unsupported version %s (this agent reads version 1)",
-		     value_text(v, buf, sizeof(buf)));
+		jp_err(c, path, false, "unsupported version %s (this agent reads version 1)",
+		     jp_value_text(v, buf, sizeof(buf)));
 }
 
-static void top_lockout(struct pctx *c, const char *path, json_t *v, void *t)
+static void top_lockout(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	(void)t;
-	parse_bool(c, path, v, &c->p->allow_ssh_lockout);
+	jp_bool(c, path, v, &POLICY(c)->allow_ssh_lockout);
 }
 
-static void top_safelist(struct pctx *c, const char *path, json_t *v, void *t)
+static void top_safelist(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	(void)t;
 	if (json_is_array(v) && json_array_size(v) == 0)
 		return; /* an empty safelist is fine */
-	parse_prefix_list(c, path, v, &c->p->safelist, &c->p->n_safelist);
+	jp_prefix_list(c, path, v, &POLICY(c)->safelist, &POLICY(c)->n_safelist);
 }
 
 static int add_blocked(struct policy *p, const struct cvz_prefix *pf)
@@ -819,37 +589,37 @@ static int add_blocked(struct policy *p, const struct cvz_prefix *pf)
 	return 0;
 }
 
-static void block_entry(struct pctx *c, const char *path, json_t *v, void *t)
+static void block_entry(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	(void)t;
 	struct cvz_prefix pf;
 	size_t before = c->errors;
 	memset(&pf, 0, sizeof(pf));
-	parse_prefix(c, path, v, &pf);
+	jp_prefix(c, path, v, &pf);
 	if (c->errors != before)
 		return;
 	if (pf.len == 0)
-		perr(c, path, false, "refusing to block every address (\"%s\")", json_string_value(v));
-	else if (add_blocked(c->p, &pf) < 0)
-		perr(c, path, false, "out of memory");
+		jp_err(c, path, false, "refusing to block every address (\"%s\")", json_string_value(v));
+	else if (add_blocked(POLICY(c), &pf) < 0)
+		jp_err(c, path, false, "out of memory");
 }
 
-static void block_entries(struct pctx *c, const char *path, json_t *v, void *t)
+static void block_entries(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	(void)t;
-	if (!want_type(c, path, v, JSON_ARRAY, "an array of addresses"))
+	if (!jp_want(c, path, v, JSON_ARRAY, "an array of addresses"))
 		return;
 	size_t i;
 	json_t *item;
 	json_array_foreach(v, i, item) {
-		char ipath[PATHLEN];
+		char ipath[JP_PATHLEN];
 		snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
 		block_entry(c, ipath, item, NULL);
 	}
 }
 
 /* One line of a list file: strips comments, blanks and CR. */
-static void list_line(struct pctx *c, const char *file, unsigned lineno, char *line)
+static void list_line(struct jctx *c, const char *file, unsigned lineno, char *line)
 {
 	char *hash = strchr(line, '#');
 	if (hash)
@@ -869,17 +639,17 @@ static void list_line(struct pctx *c, const char *file, unsigned lineno, char *l
 	} else if (pf.len == 0) {
 		diags_add(c->d, file, (int)lineno, col, "refusing to block every address (\"%s\")", s);
 		c->errors++;
-	} else if (add_blocked(c->p, &pf) < 0) {
+	} else if (add_blocked(POLICY(c), &pf) < 0) {
 		diags_add(c->d, file, (int)lineno, 0, "out of memory");
 		c->errors++;
 	}
 }
 
-static void load_list_file(struct pctx *c, const char *path, const char *file)
+static void load_list_file(struct jctx *c, const char *path, const char *file)
 {
 	FILE *f = fopen(file, "re");
 	if (!f) {
-		perr(c, path, false, "cannot read list file %s: %s", file, strerror(errno));
+		jp_err(c, path, false, "cannot read list file %s: %s", file, strerror(errno));
 		return;
 	}
 	char *line = NULL;
@@ -891,109 +661,109 @@ static void load_list_file(struct pctx *c, const char *path, const char *file)
 	fclose(f);
 }
 
-static void list_file_item(struct pctx *c, const char *path, json_t *v, void *t)
+static void list_file_item(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	(void)t;
-	if (!want_type(c, path, v, JSON_STRING, "a file name or glob"))
+	if (!jp_want(c, path, v, JSON_STRING, "a file name or glob"))
 		return;
 	glob_t g;
 	int rc = glob(json_string_value(v), GLOB_ERR, NULL, &g);
 	if (rc == GLOB_NOMATCH || rc == GLOB_ABORTED) {
-		perr(c, path, false, "no list file matches \"%s\"", json_string_value(v));
+		jp_err(c, path, false, "no list file matches \"%s\"", json_string_value(v));
 		return;
 	}
 	if (rc != 0) {
-		perr(c, path, false, "cannot expand \"%s\": out of memory", json_string_value(v));
+		jp_err(c, path, false, "cannot expand \"%s\": out of memory", json_string_value(v));
 		return;
 	}
 	for (size_t i = 0; i < g.gl_pathc; i++) {
-		char **nv = reallocarray(c->p->list_files, c->p->n_list_files + 1, sizeof(*nv));
+		char **nv = reallocarray(POLICY(c)->list_files, POLICY(c)->n_list_files + 1, sizeof(*nv));
 		char *dup = strdup(g.gl_pathv[i]);
 		if (nv)
-			c->p->list_files = nv;
+			POLICY(c)->list_files = nv;
 		if (!nv || !dup) {
 			free(dup);
-			perr(c, path, false, "out of memory");
+			jp_err(c, path, false, "out of memory");
 			break;
 		}
-		c->p->list_files[c->p->n_list_files++] = dup;
+		POLICY(c)->list_files[POLICY(c)->n_list_files++] = dup;
 		load_list_file(c, path, dup);
 	}
 	globfree(&g);
 }
 
-static void block_files(struct pctx *c, const char *path, json_t *v, void *t)
+static void block_files(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	(void)t;
-	if (!want_type(c, path, v, JSON_ARRAY, "an array of file names"))
+	if (!jp_want(c, path, v, JSON_ARRAY, "an array of file names"))
 		return;
 	size_t i;
 	json_t *item;
 	json_array_foreach(v, i, item) {
-		char ipath[PATHLEN];
+		char ipath[JP_PATHLEN];
 		snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
 		list_file_item(c, ipath, item, NULL);
 	}
 }
 
-static const struct key_def blocklist_keys[] = {
+static const struct jp_key blocklist_keys[] = {
 	{ "entries", block_entries },
 	{ "files", block_files },
 };
 
-static void top_blocklist(struct pctx *c, const char *path, json_t *v, void *t)
+static void top_blocklist(struct jctx *c, const char *path, json_t *v, void *t)
 {
-	parse_object(c, path, v, blocklist_keys, ELEMENTSOF(blocklist_keys), t);
+	jp_object(c, path, v, blocklist_keys, ELEMENTSOF(blocklist_keys), t);
 }
 
-static void logd_prefix(struct pctx *c, const char *path, json_t *v, void *t)
+static void logd_prefix(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	(void)t;
-	parse_text(c, path, v, c->p->log_prefix, sizeof(c->p->log_prefix));
+	jp_text(c, path, v, POLICY(c)->log_prefix, sizeof(POLICY(c)->log_prefix));
 }
 
-static void logd_rate(struct pctx *c, const char *path, json_t *v, void *t)
+static void logd_rate(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	(void)t;
-	parse_rate(c, path, v, &c->p->log_limit);
+	parse_rate(c, path, v, &POLICY(c)->log_limit);
 }
 
-static void logd_burst(struct pctx *c, const char *path, json_t *v, void *t)
+static void logd_burst(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	(void)t;
-	parse_burst(c, path, v, &c->p->log_limit);
+	parse_burst(c, path, v, &POLICY(c)->log_limit);
 }
 
-static void logd_chain(struct pctx *c, const char *path, json_t *v, void *t)
+static void logd_chain(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	(void)t;
-	if (!want_type(c, path, v, JSON_STRING, "a chain name"))
+	if (!jp_want(c, path, v, JSON_STRING, "a chain name"))
 		return;
 	for (int h = 0; h < FW_HOOK_COUNT; h++)
 		if (strcmp(json_string_value(v), fw_hook_name((enum fw_hook)h)) == 0) {
-			c->p->log_chains[h] = true;
+			POLICY(c)->log_chains[h] = true;
 			return;
 		}
-	perr(c, path, false, "unknown chain \"%s\" (expected input, forward or output)",
+	jp_err(c, path, false, "unknown chain \"%s\" (expected input, forward or output)",
 	     json_string_value(v));
 }
 
-static void logd_chains(struct pctx *c, const char *path, json_t *v, void *t)
+static void logd_chains(struct jctx *c, const char *path, json_t *v, void *t)
 {
-	c->p->log_chains[FW_HOOK_INPUT] = false; /* an explicit list replaces the default */
-	for_each_item(c, path, v, "chain", logd_chain, t);
+	POLICY(c)->log_chains[FW_HOOK_INPUT] = false; /* an explicit list replaces the default */
+	jp_each(c, path, v, "chain", logd_chain, t);
 }
 
-static const struct key_def log_dropped_keys[] = {
+static const struct jp_key log_dropped_keys[] = {
 	{ "prefix", logd_prefix },
 	{ "rate", logd_rate },
 	{ "burst", logd_burst },
 	{ "chains", logd_chains },
 };
 
-static void top_log_dropped(struct pctx *c, const char *path, json_t *v, void *t)
+static void top_log_dropped(struct jctx *c, const char *path, json_t *v, void *t)
 {
-	struct policy *p = c->p;
+	struct policy *p = POLICY(c);
 	if (json_is_false(v))
 		return;
 	p->log_dropped = true;
@@ -1002,12 +772,12 @@ static void top_log_dropped(struct pctx *c, const char *path, json_t *v, void *t
 	p->log_chains[FW_HOOK_INPUT] = true;
 	if (json_is_true(v))
 		return;
-	parse_object(c, path, v, log_dropped_keys, ELEMENTSOF(log_dropped_keys), t);
+	jp_object(c, path, v, log_dropped_keys, ELEMENTSOF(log_dropped_keys), t);
 }
 
 /* "chains" is parsed before the other top-level keys (they are checked
  * against it); in the table it only needs to be known. */
-static void top_chains_parsed(struct pctx *c, const char *path, json_t *v, void *t)
+static void top_chains_parsed(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	(void)c;
 	(void)path;
@@ -1015,7 +785,7 @@ static void top_chains_parsed(struct pctx *c, const char *path, json_t *v, void 
 	(void)t;
 }
 
-static const struct key_def top_keys[] = {
+static const struct jp_key top_keys[] = {
 	{ "version", top_version },       { "allow_ssh_lockout", top_lockout },
 	{ "safelist", top_safelist },     { "blocklist", top_blocklist },
 	{ "chains", top_chains_parsed },  { "log_dropped", top_log_dropped },
@@ -1049,10 +819,10 @@ static bool matches_all_ssh(const struct policy_rule *r)
 
 /* The lockout guard: an input chain that would drop new SSH connections from
  * every address cuts a remote administrator off for good. */
-static void check_ssh_lockout(struct pctx *c)
+static void check_ssh_lockout(struct jctx *c)
 {
-	const struct policy_chain *in = &c->p->chains[FW_HOOK_INPUT];
-	if (c->p->allow_ssh_lockout)
+	const struct policy_chain *in = &POLICY(c)->chains[FW_HOOK_INPUT];
+	if (POLICY(c)->allow_ssh_lockout)
 		return;
 	for (size_t i = 0; i < in->n_rules; i++) {
 		const struct policy_rule *r = &in->rules[i];
@@ -1060,35 +830,35 @@ static void check_ssh_lockout(struct pctx *c)
 			return;
 		if ((r->verdict == FW_VERDICT_DROP || r->verdict == FW_VERDICT_REJECT) &&
 		    matches_all_ssh(r)) {
-			char path[PATHLEN];
+			char path[JP_PATHLEN];
 			snprintf(path, sizeof(path), "chains.input.rules[%zu]", i);
-			perr(c, path, false,
+			jp_err(c, path, false,
 			     "this rule drops new SSH connections (tcp port 22) from every address before any rule accepts them: it would lock remote administrators out of the node; accept tcp dport 22 earlier or set \"allow_ssh_lockout\": true");
 			return;
 		}
 	}
 	if (in->policy_drop)
-		perr(c, "chains.input", false,
+		jp_err(c, "chains.input", false,
 		     "no rule accepts new SSH connections (tcp port 22) and the policy is drop: this would lock remote administrators out of the node; add {\"proto\": \"tcp\", \"dport\": 22, \"action\": \"accept\"} or set \"allow_ssh_lockout\": true");
 }
 
-static void check_whole(struct pctx *c, json_t *root)
+static void check_whole(struct jctx *c, json_t *root)
 {
-	struct policy *p = c->p;
+	struct policy *p = POLICY(c);
 	if (!json_object_get(root, "version"))
-		perr(c, "", false, "missing key \"version\" (must be 1)");
+		jp_err(c, "", false, "missing key \"version\" (must be 1)");
 	if (!json_object_get(root, "chains"))
-		perr(c, "", false, "missing key \"chains\"");
+		jp_err(c, "", false, "missing key \"chains\"");
 	for (int h = 0; p->log_dropped && h < FW_HOOK_COUNT; h++)
 		if (p->log_chains[h] && !p->chains[h].policy_drop)
-			perr(c, "log_dropped", false,
+			jp_err(c, "log_dropped", false,
 			     "chain %s has policy accept: it drops nothing to log (remove it from \"chains\")",
 			     fw_hook_name((enum fw_hook)h));
 	for (size_t i = 0; i < p->n_safelist; i++)
 		if (p->safelist[i].len == 0) {
-			char path[PATHLEN];
+			char path[JP_PATHLEN];
 			snprintf(path, sizeof(path), "safelist[%zu]", i);
-			perr(c, path, false, "a safelist of every address would disable all blocking");
+			jp_err(c, path, false, "a safelist of every address would disable all blocking");
 		}
 	/* the guard reasons about valid rules only: a rule with an error in it
 	   would make its verdict look like a lockout */
@@ -1112,16 +882,16 @@ int policy_parse(const char *file, const char *text, size_t len, struct policy *
 		json_decref(root);
 		return -ENOMEM;
 	}
-	struct pctx c = { .file = file, .text = text, .len = len, .d = d, .p = p };
+	struct jctx c = { .file = file, .text = text, .len = len, .d = d, .owner = p };
 	if (json_is_object(root)) {
 		/* chains first: other sections are checked against them */
 		json_t *chains = json_object_get(root, "chains");
 		if (chains)
 			top_chains(&c, "chains", chains, p);
-		parse_object(&c, "", root, top_keys, ELEMENTSOF(top_keys), p);
+		jp_object(&c, "", root, top_keys, ELEMENTSOF(top_keys), p);
 		check_whole(&c, root);
 	} else {
-		perr(&c, "", false, "expected an object at the top level, got %s", type_name(root));
+		jp_err(&c, "", false, "expected an object at the top level, got %s", jp_type_name(root));
 	}
 	json_decref(root);
 	if (c.errors) {
@@ -1134,38 +904,12 @@ int policy_parse(const char *file, const char *text, size_t len, struct policy *
 
 int policy_load(const char *file, struct policy **out, struct diags *d)
 {
-	int fd = open(file, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		int err = errno;
-		diags_add(d, file, 0, 0, "cannot read policy: %s", strerror(err));
-		if (fd >= 0)
-			close(fd);
-		return -err;
-	}
-	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > POLICY_MAX_BYTES) {
-		diags_add(d, file, 0, 0, "cannot read policy: %s",
-			  S_ISREG(st.st_mode) ? "larger than 64 MiB" : "not a regular file");
-		close(fd);
-		return -EFBIG;
-	}
-	char *buf = malloc((size_t)st.st_size + 1);
-	size_t got = 0;
-	while (buf && got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	if (!buf || got != (size_t)st.st_size) {
-		int err = buf ? -EIO : -ENOMEM;
-		diags_add(d, file, 0, 0, "cannot read policy: %s", buf ? "short read" : "out of memory");
-		free(buf);
-		return err;
-	}
-	buf[got] = '\0';
-	int r = policy_parse(file, buf, got, out, d);
+	char *buf;
+	size_t len;
+	int r = jp_read_file(file, "policy", POLICY_MAX_BYTES, &buf, &len, d);
+	if (r < 0)
+		return r;
+	r = policy_parse(file, buf, len, out, d);
 	free(buf);
 	return r;
 }
