@@ -1,0 +1,248 @@
+/* Runtime blocklist entries (see blocklist.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blocklist.h"
+#include "cleanup.h"
+
+static const char *const origin_names[ORIGIN_COUNT] = {
+	[ORIGIN_POLICY] = "policy",     [ORIGIN_FILE] = "file",
+	[ORIGIN_OPERATOR] = "operator", [ORIGIN_CONTROL] = "control",
+	[ORIGIN_CROWDSEC] = "crowdsec",
+};
+
+const char *bl_origin_name(enum bl_origin o)
+{
+	return (unsigned)o < ORIGIN_COUNT ? origin_names[o] : "unknown";
+}
+
+int bl_origin_lookup(const char *name, enum bl_origin *out)
+{
+	for (int i = 0; i < ORIGIN_COUNT; i++)
+		if (strcmp(origin_names[i], name) == 0) {
+			*out = (enum bl_origin)i;
+			return 0;
+		}
+	return -ENOENT;
+}
+
+/* Special ranges that are never blockable, whatever the safelist says. */
+static const char *special_range(const struct cvz_prefix *p)
+{
+	static const struct {
+		const char *cidr;
+		const char *what;
+	} special[] = {
+		{ "127.0.0.0/8", "loopback" }, { "::1", "loopback" },
+		{ "0.0.0.0", "the unspecified address" }, { "::", "the unspecified address" },
+		{ "224.0.0.0/4", "multicast" }, { "ff00::/8", "multicast" },
+	};
+	if (p->len == 0)
+		return "blocking every address (/0) is not allowed";
+	for (size_t i = 0; i < ELEMENTSOF(special); i++) {
+		struct cvz_prefix s;
+		if (cvz_prefix_parse(special[i].cidr, &s, NULL, NULL, 0) == 0 &&
+		    cvz_prefix_overlaps(&s, p))
+			return special[i].what;
+	}
+	return NULL;
+}
+
+const char *bl_refusal(const struct cvz_prefix *p, const struct cvz_prefix *safelist,
+		       size_t n_safe, char *why_buf, size_t len)
+{
+	const char *what = special_range(p);
+	char a[CVZ_PREFIX_STRLEN], s[CVZ_PREFIX_STRLEN];
+	if (what && p->len == 0)
+		return what;
+	if (what) {
+		snprintf(why_buf, len, "%s covers %s, which is never blockable",
+			 cvz_prefix_format(p, a, sizeof(a)), what);
+		return why_buf;
+	}
+	for (size_t i = 0; i < n_safe; i++) {
+		if (!cvz_prefix_overlaps(&safelist[i], p))
+			continue;
+		snprintf(why_buf, len, "%s %s safelisted %s", cvz_prefix_format(p, a, sizeof(a)),
+			 cvz_prefix_contains(&safelist[i], p) ? "is inside the" : "covers the",
+			 cvz_prefix_format(&safelist[i], s, sizeof(s)));
+		return why_buf;
+	}
+	return NULL;
+}
+
+static bool same_prefix(const struct cvz_prefix *a, const struct cvz_prefix *b)
+{
+	return a->family == b->family && a->len == b->len && memcmp(a->addr, b->addr, 16) == 0;
+}
+
+struct bl_entry *bl_find(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origin)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (b->v[i].origin == origin && same_prefix(&b->v[i].prefix, p))
+			return &b->v[i];
+	return NULL;
+}
+
+/* Replaces *dst with a copy of src when src is given. */
+static int replace_text(char **dst, const char *src)
+{
+	if (!src)
+		return 0;
+	char *d = strdup(src);
+	if (!d)
+		return -ENOMEM;
+	free(*dst);
+	*dst = d;
+	return 0;
+}
+
+int bl_add(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origin,
+	   uint64_t ttl, const char *reason, const char *incident, int64_t now)
+{
+	int64_t expires = ttl ? now + (int64_t)ttl : 0;
+	struct bl_entry *e = bl_find(b, p, origin);
+	if (e) {
+		if (e->expires && (!expires || expires > e->expires))
+			e->expires = expires;
+		if (replace_text(&e->reason, reason) < 0 || replace_text(&e->incident, incident) < 0)
+			return -ENOMEM;
+		return 0;
+	}
+	if (b->n == b->cap) {
+		size_t ncap = b->cap ? b->cap * 2 : 16;
+		struct bl_entry *nv = reallocarray(b->v, ncap, sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		b->v = nv;
+		b->cap = ncap;
+	}
+	e = &b->v[b->n];
+	memset(e, 0, sizeof(*e));
+	e->prefix = *p;
+	e->origin = (uint8_t)origin;
+	e->created = now;
+	e->expires = expires;
+	if (replace_text(&e->reason, reason) < 0 || replace_text(&e->incident, incident) < 0) {
+		free(e->reason);
+		return -ENOMEM;
+	}
+	b->n++;
+	return 1;
+}
+
+static void entry_free(struct bl_entry *e)
+{
+	free(e->reason);
+	free(e->incident);
+}
+
+int bl_remove(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origin)
+{
+	struct bl_entry *e = bl_find(b, p, origin);
+	if (!e)
+		return -ENOENT;
+	entry_free(e);
+	*e = b->v[--b->n];
+	return 0;
+}
+
+size_t bl_expire(struct blocklist *b, int64_t now,
+		 void (*fn)(const struct bl_entry *e, void *arg), void *arg)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < b->n;) {
+		struct bl_entry *e = &b->v[i];
+		if (!e->expires || e->expires > now) {
+			i++;
+			continue;
+		}
+		if (fn)
+			fn(e, arg);
+		entry_free(e);
+		*e = b->v[--b->n];
+		n++;
+	}
+	return n;
+}
+
+int64_t bl_next_expiry(const struct blocklist *b)
+{
+	int64_t next = 0;
+	for (size_t i = 0; i < b->n; i++)
+		if (b->v[i].expires && (!next || b->v[i].expires < next))
+			next = b->v[i].expires;
+	return next;
+}
+
+void bl_free(struct blocklist *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		entry_free(&b->v[i]);
+	free(b->v);
+	memset(b, 0, sizeof(*b));
+}
+
+int blocklist_desired(const struct blocklist *b, const struct cvz_prefix *policy_blocked,
+		      size_t n_policy, const struct cvz_prefix *safelist, size_t n_safe,
+		      struct cvz_rangeset *out)
+{
+	struct cvz_rangeset want = { 0 }, safe = { 0 };
+	int err = 0;
+	for (size_t i = 0; !err && i < n_policy; i++)
+		err = cvz_rangeset_add_prefix(&want, &policy_blocked[i]);
+	for (size_t i = 0; !err && i < b->n; i++)
+		err = cvz_rangeset_add_prefix(&want, &b->v[i].prefix);
+	for (size_t i = 0; !err && i < n_safe; i++)
+		err = cvz_rangeset_add_prefix(&safe, &safelist[i]);
+	if (!err) {
+		cvz_rangeset_normalize(&want);
+		cvz_rangeset_normalize(&safe);
+		err = cvz_rangeset_subtract(&want, &safe);
+	}
+	cvz_rangeset_free(&safe);
+	if (err) {
+		cvz_rangeset_free(&want);
+		return err;
+	}
+	*out = want;
+	return 0;
+}
+
+/* Walks two sorted arrays of ranges of one family; ranges present in exactly
+ * one of them go to the matching output. */
+#define DIFF_FAMILY(V, N, ADD)                                                        \
+	do {                                                                          \
+		size_t i = 0, j = 0;                                                  \
+		while (!err && (i < old->N || j < new_->N)) {                         \
+			if (i < old->N && j < new_->N && old->V[i].lo == new_->V[j].lo &&  \
+			    old->V[i].hi == new_->V[j].hi) {                          \
+				i++;                                                  \
+				j++;                                                  \
+			} else if (j >= new_->N ||                                    \
+				   (i < old->N && old->V[i].lo <= new_->V[j].lo)) {   \
+				err = ADD(del, old->V[i].lo, old->V[i].hi);           \
+				i++;                                                  \
+			} else {                                                      \
+				err = ADD(add, new_->V[j].lo, new_->V[j].hi);         \
+				j++;                                                  \
+			}                                                             \
+		}                                                                     \
+	} while (0)
+
+int rangeset_diff(const struct cvz_rangeset *old, const struct cvz_rangeset *new_,
+		  struct cvz_rangeset *del, struct cvz_rangeset *add)
+{
+	int err = 0;
+	memset(del, 0, sizeof(*del));
+	memset(add, 0, sizeof(*add));
+	DIFF_FAMILY(v4, n4, cvz_rangeset_add4);
+	DIFF_FAMILY(v6, n6, cvz_rangeset_add6);
+	if (err) {
+		cvz_rangeset_free(del);
+		cvz_rangeset_free(add);
+	}
+	return err;
+}

@@ -1,0 +1,77 @@
+/* Runtime blocklist entries (operator, control API, CrowdSec): who blocked
+ * what, why, until when. Pure data: no netlink, no clock of its own (callers
+ * pass `now` in seconds since the epoch). Policy and list-file entries live in
+ * struct policy; blocklist_desired() merges both with the safelist. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+
+enum bl_origin {
+	ORIGIN_POLICY,
+	ORIGIN_FILE,
+	ORIGIN_OPERATOR,
+	ORIGIN_CONTROL,
+	ORIGIN_CROWDSEC,
+	ORIGIN_COUNT
+};
+
+#define BL_REASON_MAX 256
+#define BL_INCIDENT_MAX 64
+
+struct bl_entry {
+	struct cvz_prefix prefix;
+	uint8_t origin;  /* enum bl_origin */
+	int64_t created; /* seconds since the epoch */
+	int64_t expires; /* 0: until unblocked */
+	char *reason;    /* sanitized by the caller before logging; may be NULL */
+	char *incident;  /* may be NULL */
+};
+
+struct blocklist {
+	struct bl_entry *v;
+	size_t n, cap;
+};
+
+const char *bl_origin_name(enum bl_origin o);
+/* Returns 0 and *out, or -ENOENT. */
+int bl_origin_lookup(const char *name, enum bl_origin *out);
+
+/* Why p may never be blocked, or NULL when it may: "/0", loopback,
+ * unspecified, multicast, or covering or inside a safelisted prefix (then the
+ * safelisted prefix is written to why_buf as part of the message). */
+const char *bl_refusal(const struct cvz_prefix *p, const struct cvz_prefix *safelist,
+		       size_t n_safe, char *why_buf, size_t len);
+
+/* Adds or refreshes the entry for (p, origin). A repeated block of the same
+ * prefix by the same origin never shortens it: the later expiry wins, and
+ * ttl 0 (forever) wins over any. Reason and incident are replaced when given.
+ * Returns 1 new, 0 refreshed, -ENOMEM. */
+int bl_add(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origin,
+	   uint64_t ttl, const char *reason, const char *incident, int64_t now);
+/* Removes the entry for (p, origin). Returns 0 or -ENOENT. */
+int bl_remove(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origin);
+/* Finds the entry for (p, origin), or NULL. */
+struct bl_entry *bl_find(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origin);
+/* Removes every entry with expires <= now, calling fn (may be NULL) on each
+ * before it is freed. Returns how many expired. */
+size_t bl_expire(struct blocklist *b, int64_t now,
+		 void (*fn)(const struct bl_entry *e, void *arg), void *arg);
+/* Earliest expiry among entries, or 0 when none expires. */
+int64_t bl_next_expiry(const struct blocklist *b);
+void bl_free(struct blocklist *b);
+
+/* The addresses the kernel must drop: policy entries (policy_blocked) plus
+ * every runtime entry, minus the safelist, normalised. Returns 0 or -ENOMEM
+ * (out untouched on error). */
+int blocklist_desired(const struct blocklist *b, const struct cvz_prefix *policy_blocked,
+		      size_t n_policy, const struct cvz_prefix *safelist, size_t n_safe,
+		      struct cvz_rangeset *out);
+
+/* The difference between two normalised range sets: ranges of old that are
+ * not in new (to delete) and ranges of new that are not in old (to add).
+ * Unchanged ranges appear in neither. Returns 0 or -ENOMEM. */
+int rangeset_diff(const struct cvz_rangeset *old, const struct cvz_rangeset *new_,
+		  struct cvz_rangeset *del, struct cvz_rangeset *add);

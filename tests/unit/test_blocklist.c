@@ -1,0 +1,155 @@
+/* Runtime blocklist entries: refusals, TTL refresh, expiry, the desired set
+ * and the kernel delta. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "blocklist.h"
+
+static struct cvz_prefix P(const char *s)
+{
+	struct cvz_prefix p;
+	assert_int_equal(cvz_prefix_parse(s, &p, NULL, NULL, 0), 0);
+	return p;
+}
+
+static void test_refusals(void **state)
+{
+	(void)state;
+	struct cvz_prefix safe[] = { P("10.1.2.3"), P("2001:db8:1::/48") };
+	char buf[200];
+	struct {
+		const char *addr;
+		const char *why;
+	} cases[] = {
+		{ "0.0.0.0/0", "blocking every address (/0) is not allowed" },
+		{ "::/0", "blocking every address (/0) is not allowed" },
+		{ "127.0.0.1", "127.0.0.1 covers loopback, which is never blockable" },
+		{ "::1", "::1 covers loopback, which is never blockable" },
+		{ "0.0.0.0", "0.0.0.0 covers the unspecified address, which is never blockable" },
+		{ "224.0.0.1", "224.0.0.1 covers multicast, which is never blockable" },
+		{ "ff02::1", "ff02::1 covers multicast, which is never blockable" },
+		{ "10.0.0.0/8", "10.0.0.0/8 covers the safelisted 10.1.2.3" },
+		{ "10.1.2.3", "10.1.2.3 is inside the safelisted 10.1.2.3" },
+		{ "2001:db8:1:2::/64", "2001:db8:1:2::/64 is inside the safelisted 2001:db8:1::/48" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct cvz_prefix p = P(cases[i].addr);
+		const char *why = bl_refusal(&p, safe, 2, buf, sizeof(buf));
+		assert_non_null(why);
+		assert_string_equal(why, cases[i].why);
+	}
+	struct cvz_prefix ok = P("203.0.113.7");
+	assert_null(bl_refusal(&ok, safe, 2, buf, sizeof(buf)));
+	ok = P("10.1.2.4");
+	assert_null(bl_refusal(&ok, safe, 2, buf, sizeof(buf)));
+}
+
+static void test_add_refresh_remove(void **state)
+{
+	(void)state;
+	struct blocklist b = { 0 };
+	struct cvz_prefix a = P("203.0.113.7");
+	assert_int_equal(bl_add(&b, &a, ORIGIN_OPERATOR, 60, "first", NULL, 1000), 1);
+	assert_int_equal(b.v[0].expires, 1060);
+	/* a shorter TTL never shortens, a longer one extends */
+	assert_int_equal(bl_add(&b, &a, ORIGIN_OPERATOR, 10, NULL, NULL, 1010), 0);
+	assert_int_equal(b.v[0].expires, 1060);
+	assert_string_equal(b.v[0].reason, "first");
+	assert_int_equal(bl_add(&b, &a, ORIGIN_OPERATOR, 100, "second", "INC-1", 1010), 0);
+	assert_int_equal(b.v[0].expires, 1110);
+	assert_string_equal(b.v[0].reason, "second");
+	assert_string_equal(b.v[0].incident, "INC-1");
+	/* forever wins, and stays */
+	assert_int_equal(bl_add(&b, &a, ORIGIN_OPERATOR, 0, NULL, NULL, 1020), 0);
+	assert_int_equal(b.v[0].expires, 0);
+	assert_int_equal(bl_add(&b, &a, ORIGIN_OPERATOR, 5, NULL, NULL, 1030), 0);
+	assert_int_equal(b.v[0].expires, 0);
+	/* another origin is another entry */
+	assert_int_equal(bl_add(&b, &a, ORIGIN_CONTROL, 5, NULL, NULL, 1030), 1);
+	assert_int_equal(b.n, 2);
+	assert_int_equal(bl_remove(&b, &a, ORIGIN_OPERATOR), 0);
+	assert_int_equal(bl_remove(&b, &a, ORIGIN_OPERATOR), -ENOENT);
+	assert_int_equal(b.n, 1);
+	assert_int_equal(b.v[0].origin, ORIGIN_CONTROL);
+	bl_free(&b);
+}
+
+static void count_expired(const struct bl_entry *e, void *arg)
+{
+	(void)e;
+	(*(int *)arg)++;
+}
+
+static void test_expire(void **state)
+{
+	(void)state;
+	struct blocklist b = { 0 };
+	struct cvz_prefix a = P("203.0.113.7"), c = P("198.51.100.0/24"), d = P("2001:db8::/32");
+	bl_add(&b, &a, ORIGIN_OPERATOR, 30, NULL, NULL, 100);
+	bl_add(&b, &c, ORIGIN_OPERATOR, 10, NULL, NULL, 100);
+	bl_add(&b, &d, ORIGIN_OPERATOR, 0, NULL, NULL, 100);
+	assert_int_equal(bl_next_expiry(&b), 110);
+	int n = 0;
+	assert_int_equal(bl_expire(&b, 109, count_expired, &n), 0);
+	assert_int_equal(bl_expire(&b, 110, count_expired, &n), 1);
+	assert_int_equal(n, 1);
+	assert_int_equal(bl_next_expiry(&b), 130);
+	assert_int_equal(bl_expire(&b, 1000000, NULL, NULL), 1);
+	assert_int_equal(bl_next_expiry(&b), 0);
+	assert_int_equal(b.n, 1);
+	bl_free(&b);
+}
+
+/* Overlapping entries of different origins and TTLs: expiry of one must not
+ * unblock what another still covers. */
+static void test_desired_and_diff(void **state)
+{
+	(void)state;
+	struct blocklist b = { 0 };
+	struct cvz_prefix net = P("198.51.100.0/24"), host = P("198.51.100.7"), v6 = P("2001:db8::/32");
+	struct cvz_prefix pol[] = { P("10.0.0.0/8") }, safe[] = { P("10.1.2.3") };
+	bl_add(&b, &net, ORIGIN_CONTROL, 10, NULL, NULL, 0);
+	bl_add(&b, &host, ORIGIN_OPERATOR, 100, NULL, NULL, 0);
+	bl_add(&b, &v6, ORIGIN_OPERATOR, 0, NULL, NULL, 0);
+	struct cvz_rangeset before, after, del, add;
+	assert_int_equal(blocklist_desired(&b, pol, 1, safe, 1, &before), 0);
+	assert_int_equal(before.n4, 3); /* 10/8 carved in two, and the /24 */
+	assert_int_equal(before.v4[2].lo, 0xc6336400);
+	assert_int_equal(before.v4[2].hi, 0xc63364ff);
+	assert_int_equal(before.n6, 1);
+	bl_expire(&b, 10, NULL, NULL); /* the /24 goes, the host stays */
+	assert_int_equal(blocklist_desired(&b, pol, 1, safe, 1, &after), 0);
+	assert_int_equal(after.n4, 3);
+	assert_int_equal(after.v4[2].lo, 0xc6336407);
+	assert_int_equal(after.v4[2].hi, 0xc6336407);
+	assert_int_equal(rangeset_diff(&before, &after, &del, &add), 0);
+	assert_int_equal(del.n4, 1);
+	assert_int_equal(del.v4[0].lo, 0xc6336400);
+	assert_int_equal(add.n4, 1);
+	assert_int_equal(add.v4[0].lo, 0xc6336407);
+	assert_int_equal(del.n6 + add.n6, 0);
+	cvz_rangeset_free(&del);
+	cvz_rangeset_free(&add);
+	/* unchanged: nothing to send */
+	assert_int_equal(rangeset_diff(&after, &after, &del, &add), 0);
+	assert_int_equal(del.n4 + del.n6 + add.n4 + add.n6, 0);
+	cvz_rangeset_free(&before);
+	cvz_rangeset_free(&after);
+	bl_free(&b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_add_refresh_remove),
+		cmocka_unit_test(test_expire),
+		cmocka_unit_test(test_desired_and_diff),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
