@@ -1,0 +1,29 @@
+/* What must survive a restart: runtime blocklist entries (with their absolute
+ * expiry, so the remaining TTL is right after any downtime), lockdown, and a
+ * pending commit-confirmed reload. One JSON file in state_dir, replaced
+ * atomically (write temp, fsync, rename, fsync dir). */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blocklist.h"
+
+#define STATE_FILE "state.json"
+
+struct state_extra {
+	bool lockdown;
+	int64_t confirm_deadline; /* 0: no reload awaiting confirmation */
+	char cursor[256];         /* control API cursor; "" none */
+};
+
+/* Writes the state. Returns 0 or -errno; on error the old file stays. */
+int state_save(const char *dir, const struct blocklist *b, const struct state_extra *x);
+
+/* Reads the state into the empty b and x. Returns 0; -ENOENT when there is
+ * no state file (a first start); -EBADMSG when the file is corrupt: it has
+ * been moved aside to state.json.corrupt-<time> (its name written to
+ * moved_to) and b and x are left empty; other -errno when unreadable.
+ * err receives a one-line reason on any error. */
+int state_load(const char *dir, struct blocklist *b, struct state_extra *x, char *err,
+	       size_t errlen, char *moved_to, size_t movedlen);

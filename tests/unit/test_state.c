@@ -1,0 +1,99 @@
+/* State file: round trip with absolute expiry, corrupt files moved aside. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "state.h"
+
+static char dir[64];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/cvz-state-XXXXXX");
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_round_trip(void **state)
+{
+	(void)state;
+	struct blocklist b = { 0 }, got = { 0 };
+	struct cvz_prefix a, n6;
+	assert_int_equal(cvz_prefix_parse("203.0.113.7", &a, NULL, NULL, 0), 0);
+	assert_int_equal(cvz_prefix_parse("2001:db8:bad::/48", &n6, NULL, NULL, 0), 0);
+	bl_add(&b, &a, ORIGIN_OPERATOR, 3600, "brute force \"ssh\"", "INC-1", 1000);
+	bl_add(&b, &n6, ORIGIN_CONTROL, 0, NULL, NULL, 1000);
+	struct state_extra x = { .lockdown = true, .confirm_deadline = 5000 }, gx;
+	snprintf(x.cursor, sizeof(x.cursor), "c-42");
+	assert_int_equal(state_save(dir, &b, &x), 0);
+	char err[256], moved[512];
+	assert_int_equal(state_load(dir, &got, &gx, err, sizeof(err), moved, sizeof(moved)), 0);
+	assert_int_equal(got.n, 2);
+	assert_int_equal(got.v[0].expires, 4600);
+	assert_int_equal(got.v[0].created, 1000);
+	assert_string_equal(got.v[0].reason, "brute force \"ssh\"");
+	assert_string_equal(got.v[0].incident, "INC-1");
+	assert_int_equal(got.v[1].origin, ORIGIN_CONTROL);
+	assert_int_equal(got.v[1].expires, 0);
+	assert_int_equal(got.v[1].prefix.len, 48);
+	assert_true(gx.lockdown);
+	assert_int_equal(gx.confirm_deadline, 5000);
+	assert_string_equal(gx.cursor, "c-42");
+	bl_free(&b);
+	bl_free(&got);
+}
+
+static void test_missing_and_corrupt(void **state)
+{
+	(void)state;
+	struct blocklist b = { 0 };
+	struct state_extra x;
+	char err[256], moved[512], path[128];
+	assert_int_equal(state_load("/tmp/cvz-no-such-dir", &b, &x, err, sizeof(err), moved,
+				    sizeof(moved)),
+			 -ENOENT);
+	const char *bad[] = {
+		"{\"version\": 1, \"entries\": [",
+		"{\"version\": 2, \"entries\": [], \"lockdown\": false, \"confirm_deadline\": 0, \"cursor\": \"\"}",
+		"{\"version\": 1, \"entries\": [{\"addr\": \"10.1.2.3/8\", \"origin\": \"operator\", \"created\": 1, \"expires\": 0}], \"lockdown\": false, \"confirm_deadline\": 0, \"cursor\": \"\"}",
+		"{\"version\": 1, \"entries\": [{\"addr\": \"10.0.0.1\", \"origin\": \"policy\", \"created\": 1, \"expires\": 0}], \"lockdown\": false, \"confirm_deadline\": 0, \"cursor\": \"\"}",
+		"\x01\x02garbage",
+	};
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		FILE *f = fopen(path, "w");
+		assert_non_null(f);
+		fputs(bad[i], f);
+		fclose(f);
+		assert_int_equal(state_load(dir, &b, &x, err, sizeof(err), moved, sizeof(moved)),
+				 -EBADMSG);
+		assert_int_equal(b.n, 0);
+		assert_int_equal(access(path, F_OK), -1); /* moved aside */
+		assert_int_equal(access(moved, F_OK), 0);
+		unlink(moved);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_missing_and_corrupt),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
