@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "blocklist.h"
 #include "policy.h"
 
 #define RATE_SET_SIZE 65535
@@ -217,20 +218,29 @@ static int add_log_rule(struct fw_chain *ch, const struct policy *p)
 	return 0;
 }
 
-/* The blocklist sets: every listed entry minus the safelist. */
-static int add_blocklist_sets(struct fw_table *t, const struct policy *p)
+/* Copies a normalised range set. */
+static int rangeset_copy(const struct cvz_rangeset *src, struct cvz_rangeset *dst)
 {
-	struct cvz_rangeset blocked = { 0 }, safe = { 0 };
 	int err = 0;
-	for (size_t i = 0; !err && i < p->n_blocked; i++)
-		err = cvz_rangeset_add_prefix(&blocked, &p->blocked[i]);
-	for (size_t i = 0; !err && i < p->n_safelist; i++)
-		err = cvz_rangeset_add_prefix(&safe, &p->safelist[i]);
-	cvz_rangeset_normalize(&blocked);
-	cvz_rangeset_normalize(&safe);
-	if (!err)
-		err = cvz_rangeset_subtract(&blocked, &safe);
-	cvz_rangeset_free(&safe);
+	memset(dst, 0, sizeof(*dst));
+	for (size_t i = 0; !err && i < src->n4; i++)
+		err = cvz_rangeset_add4(dst, src->v4[i].lo, src->v4[i].hi);
+	for (size_t i = 0; !err && i < src->n6; i++)
+		err = cvz_rangeset_add6(dst, src->v6[i].lo, src->v6[i].hi);
+	if (err)
+		cvz_rangeset_free(dst);
+	return err;
+}
+
+/* The blocklist sets: the given ranges, or every policy entry minus the
+ * safelist. */
+static int add_blocklist_sets(struct fw_table *t, const struct policy *p,
+			      const struct cvz_rangeset *given)
+{
+	struct cvz_rangeset blocked = { 0 };
+	int err = given ? rangeset_copy(given, &blocked)
+			: blocklist_desired(&(struct blocklist){ 0 }, p->blocked, p->n_blocked,
+					    p->safelist, p->n_safelist, &blocked);
 	struct fw_set *s4 = err ? NULL : fw_table_add_set(t);
 	struct fw_set *s6 = s4 ? fw_table_add_set(t) : NULL;
 	if (!s6) {
@@ -260,9 +270,15 @@ static int add_blocklist_sets(struct fw_table *t, const struct policy *p)
 
 int policy_compile(const struct policy *p, struct fw_table *t)
 {
+	return policy_compile_blocked(p, NULL, t);
+}
+
+int policy_compile_blocked(const struct policy *p, const struct cvz_rangeset *blocked,
+			   struct fw_table *t)
+{
 	int err;
 	memset(t, 0, sizeof(*t));
-	err = add_blocklist_sets(t, p);
+	err = add_blocklist_sets(t, p, blocked);
 	for (int h = 0; !err && h < FW_HOOK_COUNT; h++) {
 		struct fw_chain *ch = &t->chains[h];
 		const struct policy_chain *pc = &p->chains[h];

@@ -1,34 +1,79 @@
-/* cloudviz-agent: command line entry point. Subcommands are defined once in
- * the table below; the usage text comes from the same table.
+/* cloudviz-agent: command line entry point. Subcommands and options are
+ * defined once, in the tables below; the usage text comes from the same
+ * tables.
  *
- * Exit codes: 0 done, 1 invalid input or refused by the kernel, 2 usage error
- * or unreadable file. */
+ * Exit codes: 0 done; 1 invalid input, refused by the agent or the kernel;
+ * 2 usage error or unreadable file; 3 the agent is not reachable. */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cleanup.h"
+#include "config.h"
+#include "ctl.h"
+#include "daemon.h"
 #include "diag.h"
 #include "nft.h"
 #include "policy.h"
 #include "render.h"
 
-enum { EXIT_OK = 0, EXIT_INVALID = 1, EXIT_USAGE = 2 };
+enum { EXIT_OK = 0, EXIT_INVALID = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+
+/* Options, each valid for the commands whose bit is set in `cmds`. */
+enum {
+	C_RUN = 1 << 0, C_CHECK = 1 << 1, C_RENDER = 1 << 2, C_APPLY = 1 << 3,
+	C_STATUS = 1 << 4, C_LIST = 1 << 5, C_BLOCK = 1 << 6, C_UNBLOCK = 1 << 7,
+	C_RELOAD = 1 << 8, C_CONFIRM = 1 << 9, C_HELP = 1 << 10,
+	C_SOCKET = C_STATUS | C_LIST | C_BLOCK | C_UNBLOCK | C_RELOAD | C_CONFIRM,
+};
+
+struct opts {
+	const char *config;
+	const char *socket;
+	bool json;
+	bool no_seccomp;
+	const char *origin;
+	const char *ttl;
+	const char *reason;
+	const char *incident;
+	const char *confirm_within;
+};
+
+static const struct opt_def {
+	const char *name;
+	int short_name;
+	const char *arg; /* NULL: a flag */
+	unsigned cmds;
+	const char *help;
+} opt_defs[] = {
+	{ "config", 'c', "FILE", C_RUN | C_CHECK, "agent config (default " CONFIG_DEFAULT_PATH ")" },
+	{ "socket", 's', "PATH", C_SOCKET, "control socket (default " CTL_DEFAULT_SOCKET ")" },
+	{ "json", 'j', NULL, C_STATUS | C_LIST, "print JSON" },
+	{ "origin", 'o', "NAME", C_LIST, "only entries from policy, file, operator, control or crowdsec" },
+	{ "ttl", 't', "DURATION", C_BLOCK, "expire after 90s, 30m, 1h, 7d (default: never)" },
+	{ "reason", 'r', "TEXT", C_BLOCK, "why (journaled, sanitized)" },
+	{ "incident", 'i', "ID", C_BLOCK, "incident id" },
+	{ "confirm-within", 'w', "DURATION", C_RELOAD, "revert unless `confirm` arrives in time" },
+	{ "no-seccomp", 'S', NULL, C_RUN, "debugging only: run without the system call filter" },
+};
 
 struct command {
 	const char *name;
+	unsigned bit;
 	const char *args;
-	const char *help;
 	int min_args, max_args; /* max -1: any number */
-	int (*run)(int argc, char **argv);
+	const char *help;
+	int (*run)(const struct opts *o, int argc, char **argv);
 };
 
-static const struct command *find_command(const char *name);
 static void usage(FILE *f);
 
-/* Loads and validates one policy, printing every error. Returns the exit
- * code that describes the outcome. */
+/* ---- policy commands --------------------------------------------------------- */
+
+/* Loads and validates one policy, printing every error. */
 static int load(const char *file, struct policy **out)
 {
 	struct diags d = { 0 };
@@ -40,8 +85,33 @@ static int load(const char *file, struct policy **out)
 	return r == -EINVAL ? EXIT_INVALID : EXIT_USAGE;
 }
 
-static int cmd_check(int argc, char **argv)
+static int check_config(const char *file)
 {
+	struct diags d = { 0 };
+	struct agent_config *cfg = NULL;
+	int r = config_load(file, &cfg, &d);
+	diags_print(&d, stderr);
+	diags_free(&d);
+	if (r < 0)
+		return r == -EINVAL ? EXIT_INVALID : EXIT_USAGE;
+	printf("%s: valid\n", file);
+	struct policy *p = NULL;
+	int rc = load(cfg->policy, &p);
+	if (rc == EXIT_OK)
+		printf("%s: valid\n", cfg->policy);
+	policy_free(p);
+	config_free(cfg);
+	return rc;
+}
+
+static int cmd_check(const struct opts *o, int argc, char **argv)
+{
+	if (o->config)
+		return argc ? EXIT_USAGE : check_config(o->config);
+	if (argc == 0) {
+		fprintf(stderr, "cloudviz-agent: check: name policy files, or -c CONFIG\n");
+		return EXIT_USAGE;
+	}
 	int rc = EXIT_OK;
 	for (int i = 0; i < argc; i++) {
 		struct policy *p = NULL;
@@ -70,7 +140,7 @@ static int load_and_compile(const char *file, struct fw_table *t)
 	return EXIT_OK;
 }
 
-static int cmd_render(int argc, char **argv)
+static int cmd_render(const struct opts *o, int argc, char **argv)
 {
 	struct fw_table t;
 	int rc = load_and_compile(argv[0], &t);
@@ -95,7 +165,7 @@ static size_t count_rules(const struct fw_table *t)
 	return n;
 }
 
-static int cmd_apply(int argc, char **argv)
+static int cmd_apply(const struct opts *o, int argc, char **argv)
 {
 	struct fw_table t;
 	int rc = load_and_compile(argv[0], &t);
@@ -120,36 +190,252 @@ static int cmd_apply(int argc, char **argv)
 	return EXIT_OK;
 }
 
-static int cmd_help(int argc, char **argv)
+static int cmd_run(const struct opts *o, int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
+	struct daemon_options d = {
+		.config_path = o->config ? o->config : CONFIG_DEFAULT_PATH,
+		.no_seccomp = o->no_seccomp,
+	};
+	return daemon_run(&d);
+}
+
+/* ---- socket commands ------------------------------------------------------- */
+
+/* Sends a request; prints the refusal; returns the exit code and, on
+ * success, the reply. */
+static int call(const struct opts *o, json_t *req, json_t **reply)
+{
+	const char *path = o->socket ? o->socket : CTL_DEFAULT_SOCKET;
+	json_t *r = NULL;
+	int e = req ? ctl_call(path, req, 30000, &r) : -ENOMEM;
+	json_decref(req);
+	if (e < 0) {
+		fprintf(stderr, "cloudviz-agent: cannot reach the agent at %s: %s\n", path,
+			strerror(-e));
+		return EXIT_UNREACHABLE;
+	}
+	if (!json_is_true(json_object_get(r, "ok"))) {
+		const char *why = json_string_value(json_object_get(r, "error"));
+		fprintf(stderr, "cloudviz-agent: %s\n", why ? why : "refused");
+		json_decref(r);
+		return EXIT_INVALID;
+	}
+	if (reply)
+		*reply = r;
+	else
+		json_decref(r);
+	return EXIT_OK;
+}
+
+static void print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+	if (s)
+		puts(s);
+	free(s);
+}
+
+static int cmd_status(const struct opts *o, int argc, char **argv)
+{
+	json_t *r;
+	int rc = call(o, json_pack("{s:s}", "cmd", "status"), &r);
+	if (rc != EXIT_OK)
+		return rc;
+	if (o->json) {
+		json_object_del(r, "ok");
+		print_json(r);
+	} else {
+		printf("cloudviz-agent %s on node %s\n", json_string_value(json_object_get(r, "version")),
+		       json_string_value(json_object_get(r, "node_id")));
+		printf("  status:  %s\n", json_string_value(json_object_get(r, "status")));
+		printf("  policy:  %s (%.12s)\n", json_string_value(json_object_get(r, "policy")),
+		       json_string_value(json_object_get(r, "policy_digest")));
+		printf("  kernel:  %lld IPv4 and %lld IPv6 blocked ranges, table %s\n",
+		       json_integer_value(json_object_get(r, "kernel_ranges_v4")),
+		       json_integer_value(json_object_get(r, "kernel_ranges_v6")),
+		       json_is_true(json_object_get(r, "table_owned")) ? "owned and persistent"
+									   : "watched for changes");
+		const char *k;
+		json_t *v;
+		printf("  entries:");
+		json_object_foreach(json_object_get(r, "entries_by_origin"), k, v)
+			printf(" %s %lld", k, json_integer_value(v));
+		printf("\n");
+	}
+	json_decref(r);
+	return EXIT_OK;
+}
+
+static void print_entry(json_t *e, time_t now)
+{
+	char left[32] = "never";
+	json_t *exp = json_object_get(e, "expires");
+	if (json_is_integer(exp)) {
+		long long l = json_integer_value(exp) - (long long)now;
+		format_duration(l > 0 ? (uint64_t)l : 0, left, sizeof(left));
+	}
+	const char *reason = json_string_value(json_object_get(e, "reason"));
+	const char *src = json_string_value(json_object_get(e, "source"));
+	printf("%-40s %-9s %-10s %s\n", json_string_value(json_object_get(e, "addr")),
+	       json_string_value(json_object_get(e, "origin")), left,
+	       reason ? reason : (src ? src : ""));
+}
+
+static int cmd_list(const struct opts *o, int argc, char **argv)
+{
+	json_t *req = json_pack("{s:s}", "cmd", "list"), *r;
+	if (req && o->origin)
+		json_object_set_new(req, "origin", json_string(o->origin));
+	int rc = call(o, req, &r);
+	if (rc != EXIT_OK)
+		return rc;
+	json_t *entries = json_object_get(r, "entries");
+	if (o->json) {
+		print_json(entries);
+	} else {
+		size_t i;
+		json_t *e;
+		time_t now = time(NULL);
+		printf("%-40s %-9s %-10s %s\n", "ADDRESS", "ORIGIN", "EXPIRES", "REASON/SOURCE");
+		json_array_foreach(entries, i, e)
+			print_entry(e, now);
+	}
+	json_decref(r);
+	return EXIT_OK;
+}
+
+static int cmd_block(const struct opts *o, int argc, char **argv)
+{
+	json_t *req = json_pack("{s:s, s:s}", "cmd", "block", "addr", argv[0]);
+	uint64_t ttl = 0;
+	if (o->ttl && parse_duration(o->ttl, &ttl) < 0) {
+		fprintf(stderr, "cloudviz-agent: bad --ttl \"%s\": use 90s, 30m, 1h or 7d\n", o->ttl);
+		json_decref(req);
+		return EXIT_USAGE;
+	}
+	if (req && ttl)
+		json_object_set_new(req, "ttl", json_integer((json_int_t)ttl));
+	if (req && o->reason)
+		json_object_set_new(req, "reason", json_string(o->reason));
+	if (req && o->incident)
+		json_object_set_new(req, "incident", json_string(o->incident));
+	int rc = call(o, req, NULL);
+	if (rc == EXIT_OK)
+		printf("blocked %s\n", argv[0]);
+	return rc;
+}
+
+static int cmd_unblock(const struct opts *o, int argc, char **argv)
+{
+	int rc = call(o, json_pack("{s:s, s:s}", "cmd", "unblock", "addr", argv[0]), NULL);
+	if (rc == EXIT_OK)
+		printf("unblocked %s\n", argv[0]);
+	return rc;
+}
+
+static int cmd_reload(const struct opts *o, int argc, char **argv)
+{
+	json_t *req = json_pack("{s:s}", "cmd", "reload");
+	uint64_t secs = 0;
+	if (o->confirm_within && (parse_duration(o->confirm_within, &secs) < 0 || secs == 0)) {
+		fprintf(stderr, "cloudviz-agent: bad --confirm-within \"%s\"\n", o->confirm_within);
+		json_decref(req);
+		return EXIT_USAGE;
+	}
+	if (req && secs)
+		json_object_set_new(req, "confirm_within", json_integer((json_int_t)secs));
+	int rc = call(o, req, NULL);
+	if (rc == EXIT_OK && secs)
+		printf("reloaded; run `cloudviz-agent confirm` within %llus or the previous policy returns\n",
+		       (unsigned long long)secs);
+	else if (rc == EXIT_OK)
+		printf("reloaded\n");
+	return rc;
+}
+
+static int cmd_confirm(const struct opts *o, int argc, char **argv)
+{
+	int rc = call(o, json_pack("{s:s}", "cmd", "confirm"), NULL);
+	if (rc == EXIT_OK)
+		printf("confirmed\n");
+	return rc;
+}
+
+static int cmd_help(const struct opts *o, int argc, char **argv)
+{
 	usage(stdout);
 	return EXIT_OK;
 }
 
 static const struct command commands[] = {
-	{ "check", "FILE...", "validate policy files; print every error as FILE:LINE:COL", 1, -1, cmd_check },
-	{ "render", "FILE", "print the table the policy compiles to, as an nft script", 1, 1, cmd_render },
-	{ "apply", "FILE", "validate the policy and replace table inet cloudviz atomically", 1, 1, cmd_apply },
-	{ "help", "", "show this help", 0, 0, cmd_help },
+	{ "run", C_RUN, "", 0, 0, "run the agent in the foreground", cmd_run },
+	{ "check", C_CHECK, "FILE... | -c CONFIG", 0, -1, "validate policies (or a config and its policy)", cmd_check },
+	{ "render", C_RENDER, "FILE", 1, 1, "print the nft script a policy compiles to", cmd_render },
+	{ "apply", C_APPLY, "FILE", 1, 1, "replace table inet cloudviz with a policy, atomically", cmd_apply },
+	{ "status", C_STATUS, "", 0, 0, "show what the running agent enforces", cmd_status },
+	{ "list", C_LIST, "", 0, 0, "list blocklist entries", cmd_list },
+	{ "block", C_BLOCK, "ADDR[/PREFIX]", 1, 1, "block an address or prefix", cmd_block },
+	{ "unblock", C_UNBLOCK, "ADDR[/PREFIX]", 1, 1, "remove an operator block", cmd_unblock },
+	{ "reload", C_RELOAD, "", 0, 0, "re-read config and policy", cmd_reload },
+	{ "confirm", C_CONFIRM, "", 0, 0, "keep a reload made with --confirm-within", cmd_confirm },
+	{ "help", C_HELP, "", 0, 0, "show this help", cmd_help },
 };
-
-static const struct command *find_command(const char *name)
-{
-	for (size_t i = 0; i < ELEMENTSOF(commands); i++)
-		if (strcmp(commands[i].name, name) == 0)
-			return &commands[i];
-	return NULL;
-}
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: cloudviz-agent COMMAND [ARGS]\n\nCommands:\n");
+	fprintf(f, "Usage: cloudviz-agent COMMAND [OPTIONS] [ARGS]\n\nCommands:\n");
 	for (size_t i = 0; i < ELEMENTSOF(commands); i++)
-		fprintf(f, "  %-7s %-8s %s\n", commands[i].name, commands[i].args, commands[i].help);
-	fprintf(f, "\nOptions:\n  --version  print the version\n  --help     show this help\n"
-		   "\nExit status: 0 done, 1 invalid policy or refused by the kernel, 2 usage error or unreadable file.\n");
+		fprintf(f, "  %-8s %-20s %s\n", commands[i].name, commands[i].args, commands[i].help);
+	fprintf(f, "\nOptions:\n");
+	for (size_t i = 0; i < ELEMENTSOF(opt_defs); i++) {
+		char names[64];
+		snprintf(names, sizeof(names), "-%c, --%s%s%s", opt_defs[i].short_name, opt_defs[i].name,
+			 opt_defs[i].arg ? " " : "", opt_defs[i].arg ? opt_defs[i].arg : "");
+		fprintf(f, "  %-32s %s (", names, opt_defs[i].help);
+		for (size_t c = 0, n = 0; c < ELEMENTSOF(commands); c++)
+			if (opt_defs[i].cmds & commands[c].bit)
+				fprintf(f, "%s%s", n++ ? ", " : "", commands[c].name);
+		fprintf(f, ")\n");
+	}
+	fprintf(f, "  %-32s print the version\n\n"
+		   "Exit status: 0 done, 1 invalid or refused, 2 usage error or unreadable file,\n"
+		   "3 the agent is not reachable.\n", "--version");
+}
+
+/* Parses the options valid for command c into o. Returns 0 or EXIT_USAGE. */
+static int parse_opts(const struct command *c, int argc, char **argv, struct opts *o)
+{
+	struct option lopts[ELEMENTSOF(opt_defs) + 1];
+	char sopts[3 * ELEMENTSOF(opt_defs) + 2] = "+";
+	size_t n = 0, sl = 1;
+	for (size_t i = 0; i < ELEMENTSOF(opt_defs); i++) {
+		if (!(opt_defs[i].cmds & c->bit))
+			continue;
+		lopts[n++] = (struct option){ opt_defs[i].name, opt_defs[i].arg ? required_argument : no_argument,
+					      NULL, opt_defs[i].short_name };
+		sopts[sl++] = (char)opt_defs[i].short_name;
+		if (opt_defs[i].arg)
+			sopts[sl++] = ':';
+	}
+	lopts[n] = (struct option){ 0 };
+	sopts[sl] = '\0';
+	optind = 1;
+	int ch;
+	while ((ch = getopt_long(argc, argv, sopts, lopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': o->config = optarg; break;
+		case 's': o->socket = optarg; break;
+		case 'j': o->json = true; break;
+		case 'o': o->origin = optarg; break;
+		case 't': o->ttl = optarg; break;
+		case 'r': o->reason = optarg; break;
+		case 'i': o->incident = optarg; break;
+		case 'w': o->confirm_within = optarg; break;
+		case 'S': o->no_seccomp = true; break;
+		default: return EXIT_USAGE;
+		}
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -158,22 +444,32 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (strcmp(argv[1], "--version") == 0) {
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
 		printf("cloudviz-agent %s\n", CVZ_VERSION);
 		return EXIT_OK;
 	}
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
-		return cmd_help(0, NULL);
-	const struct command *c = find_command(argv[1]);
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	const struct command *c = NULL;
+	for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+		if (strcmp(commands[i].name, argv[1]) == 0)
+			c = &commands[i];
 	if (!c) {
 		fprintf(stderr, "cloudviz-agent: unknown command \"%s\"\n\n", argv[1]);
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	int nargs = argc - 2;
+	struct opts o = { 0 };
+	if (parse_opts(c, argc - 1, argv + 1, &o) != 0) {
+		fprintf(stderr, "cloudviz-agent: usage: cloudviz-agent %s %s (see --help)\n", c->name, c->args);
+		return EXIT_USAGE;
+	}
+	int nargs = argc - 1 - optind;
 	if (nargs < c->min_args || (c->max_args >= 0 && nargs > c->max_args)) {
 		fprintf(stderr, "cloudviz-agent: usage: cloudviz-agent %s %s\n", c->name, c->args);
 		return EXIT_USAGE;
 	}
-	return c->run(nargs, argv + 2);
+	return c->run(&o, nargs, argv + 1 + optind);
 }

@@ -575,7 +575,8 @@ static void top_safelist(struct jctx *c, const char *path, json_t *v, void *t)
 	jp_prefix_list(c, path, v, &POLICY(c)->safelist, &POLICY(c)->n_safelist);
 }
 
-static int add_blocked(struct policy *p, const struct cvz_prefix *pf)
+/* src: 0 for blocklist.entries, i+1 for list_files[i]. */
+static int add_blocked(struct policy *p, const struct cvz_prefix *pf, uint16_t src)
 {
 	if (p->n_blocked == p->cap_blocked) {
 		size_t ncap = p->cap_blocked ? p->cap_blocked * 2 : 64;
@@ -583,8 +584,13 @@ static int add_blocked(struct policy *p, const struct cvz_prefix *pf)
 		if (!nv)
 			return -ENOMEM;
 		p->blocked = nv;
+		uint16_t *ns = reallocarray(p->blocked_src, ncap, sizeof(*ns));
+		if (!ns)
+			return -ENOMEM;
+		p->blocked_src = ns;
 		p->cap_blocked = ncap;
 	}
+	p->blocked_src[p->n_blocked] = src;
 	p->blocked[p->n_blocked++] = *pf;
 	return 0;
 }
@@ -600,7 +606,7 @@ static void block_entry(struct jctx *c, const char *path, json_t *v, void *t)
 		return;
 	if (pf.len == 0)
 		jp_err(c, path, false, "refusing to block every address (\"%s\")", json_string_value(v));
-	else if (add_blocked(POLICY(c), &pf) < 0)
+	else if (add_blocked(POLICY(c), &pf, 0) < 0)
 		jp_err(c, path, false, "out of memory");
 }
 
@@ -639,7 +645,7 @@ static void list_line(struct jctx *c, const char *file, unsigned lineno, char *l
 	} else if (pf.len == 0) {
 		diags_add(c->d, file, (int)lineno, col, "refusing to block every address (\"%s\")", s);
 		c->errors++;
-	} else if (add_blocked(POLICY(c), &pf) < 0) {
+	} else if (add_blocked(POLICY(c), &pf, (uint16_t)POLICY(c)->n_list_files) < 0) {
 		diags_add(c->d, file, (int)lineno, 0, "out of memory");
 		c->errors++;
 	}
@@ -937,6 +943,7 @@ void policy_free(struct policy *p)
 	free(p->list_files);
 	free(p->safelist);
 	free(p->blocked);
+	free(p->blocked_src);
 	free(p->file);
 	free(p);
 }

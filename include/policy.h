@@ -52,6 +52,7 @@ struct policy {
 	struct cvz_prefix *safelist;
 	size_t n_safelist;
 	struct cvz_prefix *blocked; /* blocklist.entries and list files */
+	uint16_t *blocked_src;      /* per entry: 0 blocklist.entries, i+1 list_files[i] */
 	size_t n_blocked, cap_blocked;
 	char **list_files; /* blocklist.files after glob expansion */
 	size_t n_list_files;
@@ -76,3 +77,8 @@ void policy_free(struct policy *p);
  * family, carving the safelist out of the blocklist). Returns 0 or -ENOMEM;
  * on error *t is left empty. */
 int policy_compile(const struct policy *p, struct fw_table *t);
+/* The same with the blocklist sets holding exactly `blocked` (normalised,
+ * safelist already carved out): the daemon's policy entries plus runtime
+ * entries. */
+int policy_compile_blocked(const struct policy *p, const struct cvz_rangeset *blocked,
+			   struct fw_table *t);

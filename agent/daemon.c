@@ -1,0 +1,760 @@
+/* The daemon: start-up, reconcile, timers, signals (see daemon.h).
+ *
+ * One reconcile path: every source of change (policy reload, block, unblock,
+ * expiry, drift) ends in either apply_full() (the whole table, one
+ * transaction) or sync_blocklist() (only the changed set elements, one
+ * transaction). Nothing else talks to nft.c. */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "daemon.h"
+#include "daemon_internal.h"
+#include "jparse.h"
+
+#define SAVE_DELAY_USEC (200 * 1000ULL)      /* coalesce bursts of changes */
+#define VERIFY_INTERVAL_USEC (30 * 1000000ULL) /* periodic read-back */
+#define REPAIR_DELAY_USEC (50 * 1000ULL)     /* let a burst of foreign events end */
+#define POLICY_PREVIOUS "policy.previous.json"
+
+static int64_t now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static void sha256_hex(const char *buf, size_t len, char out[65])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+	if (!EVP_Digest(buf, len, md, &n, EVP_sha256(), NULL))
+		n = 0;
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", i < n ? md[i] : 0);
+}
+
+/* Loads, validates and fingerprints a policy. Errors go to d. */
+static int load_policy(const char *file, struct policy **out, char digest[65], struct diags *d)
+{
+	char *buf;
+	size_t len;
+	int r = jp_read_file(file, "policy", 64u << 20, &buf, &len, d);
+	if (r < 0)
+		return r;
+	r = policy_parse(file, buf, len, out, d);
+	if (r == 0)
+		sha256_hex(buf, len, digest);
+	free(buf);
+	return r;
+}
+
+/* All errors of a diags list on one line, for the journal. */
+static void diags_line(const struct diags *dg, char *out, size_t len)
+{
+	size_t off = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < dg->n && off + 1 < len; i++) {
+		const struct diag *e = &dg->v[i];
+		int w = snprintf(out + off, len - off, "%s%s:%d:%d: %s", i ? "; " : "",
+				 e->file ? e->file : "", e->line, e->col, e->msg ? e->msg : "");
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
+}
+
+/* ---- status and persistence ------------------------------------------ */
+
+void daemon_status_line(const struct daemon *d, char *buf, size_t len)
+{
+	size_t entries = d->bl.n + (d->policy ? d->policy->n_blocked : 0);
+	snprintf(buf, len, "policy %.8s, %zu blocked, lockdown %s%s", d->digest, entries,
+		 d->sx.lockdown ? "on" : "off",
+		 d->sx.confirm_deadline ? ", reload awaiting confirmation" : "");
+}
+
+static void notify_status(const struct daemon *d)
+{
+	char line[256];
+	daemon_status_line(d, line, sizeof(line));
+	sd_notifyf(0, "STATUS=%s", line);
+}
+
+static void save_now(struct daemon *d)
+{
+	if (!d->state_dirty)
+		return;
+	int r = state_save(d->cfg->state_dir, &d->bl, &d->sx);
+	if (r < 0) {
+		struct audit_fields f = { .detail = strerror(-r) };
+		audit(AE_STATE_WRITE_FAILED, &f, "Could not write the state to %s: %s",
+		      d->cfg->state_dir, strerror(-r));
+		return; /* stays dirty: the next change retries */
+	}
+	d->state_dirty = false;
+}
+
+static int on_save_timer(sd_event_source *s, uint64_t usec, void *ud)
+{
+	save_now(ud);
+	return 0;
+}
+
+/* Marks the state changed; it is written once a burst of changes ends. */
+static void state_changed(struct daemon *d)
+{
+	d->state_dirty = true;
+	notify_status(d);
+	if (d->save_timer) {
+		sd_event_source_set_time_relative(d->save_timer, SAVE_DELAY_USEC);
+		sd_event_source_set_enabled(d->save_timer, SD_EVENT_ONESHOT);
+	}
+}
+
+/* ---- reconcile --------------------------------------------------------- */
+
+static int desired_set(const struct daemon *d, const struct policy *p, struct cvz_rangeset *out)
+{
+	return blocklist_desired(&d->bl, p->blocked, p->n_blocked, p->safelist, p->n_safelist, out);
+}
+
+/* Replaces the whole table with policy p plus every live entry. */
+static int apply_full(struct daemon *d, const struct policy *p, char *err, size_t len)
+{
+	struct cvz_rangeset want;
+	struct fw_table t;
+	int r = desired_set(d, p, &want);
+	if (r < 0) {
+		snprintf(err, len, "%s", strerror(-r));
+		return r;
+	}
+	r = policy_compile_blocked(p, &want, &t);
+	if (r == 0) {
+		r = nft_conn_apply_table(d->nft, &t, d->table_flags, err, len);
+		fw_table_free(&t);
+	} else {
+		snprintf(err, len, "cannot compile: %s", strerror(-r));
+	}
+	if (r < 0) {
+		cvz_rangeset_free(&want);
+		return r;
+	}
+	cvz_rangeset_free(&d->kernel);
+	d->kernel = want;
+	d->kernel_applied = true;
+	return 0;
+}
+
+/* Sends only the blocklist elements that changed. */
+static int sync_blocklist(struct daemon *d, char *err, size_t len)
+{
+	struct cvz_rangeset want, del, add;
+	int r = desired_set(d, d->policy, &want);
+	if (r == 0)
+		r = rangeset_diff(&d->kernel, &want, &del, &add);
+	else
+		memset(&want, 0, sizeof(want));
+	if (r < 0) {
+		cvz_rangeset_free(&want);
+		snprintf(err, len, "%s", strerror(-r));
+		return r;
+	}
+	if (del.n4 + del.n6 + add.n4 + add.n6)
+		r = nft_conn_set_delta(d->nft, &del, &add, err, len);
+	cvz_rangeset_free(&del);
+	cvz_rangeset_free(&add);
+	if (r < 0) {
+		cvz_rangeset_free(&want);
+		return r;
+	}
+	cvz_rangeset_free(&d->kernel);
+	d->kernel = want;
+	return 0;
+}
+
+/* ---- expiry ------------------------------------------------------------ */
+
+static void arm_expiry(struct daemon *d)
+{
+	int64_t next = bl_next_expiry(&d->bl);
+	if (!next) {
+		sd_event_source_set_enabled(d->expiry_timer, SD_EVENT_OFF);
+		return;
+	}
+	/* wall clock, because expiry times are absolute and survive restarts */
+	sd_event_source_set_time(d->expiry_timer, (uint64_t)next * 1000000ULL);
+	sd_event_source_set_enabled(d->expiry_timer, SD_EVENT_ONESHOT);
+}
+
+static void journal_expired(const struct bl_entry *e, void *arg)
+{
+	(void)arg;
+	char addr[CVZ_PREFIX_STRLEN];
+	struct audit_fields f = {
+		.addr = cvz_prefix_format(&e->prefix, addr, sizeof(addr)),
+		.origin = bl_origin_name((enum bl_origin)e->origin),
+		.reason = e->reason,
+		.incident = e->incident,
+	};
+	audit(AE_BLOCK_EXPIRED, &f, "Block of %s (%s) expired", addr, f.origin);
+}
+
+static void expire_now(struct daemon *d)
+{
+	char err[512];
+	if (bl_expire(&d->bl, now_s(), journal_expired, NULL) == 0)
+		return;
+	if (sync_blocklist(d, err, sizeof(err)) < 0) {
+		struct audit_fields f = { .detail = err };
+		audit(AE_KERNEL_ERROR, &f, "Could not remove expired blocks: %s", err);
+	}
+	state_changed(d);
+}
+
+static int on_expiry_timer(sd_event_source *s, uint64_t usec, void *ud)
+{
+	struct daemon *d = ud;
+	expire_now(d);
+	arm_expiry(d);
+	return 0;
+}
+
+/* ---- block / unblock ----------------------------------------------------- */
+
+static void actor_fields(struct audit_fields *f, const struct actor *a)
+{
+	if (a && a->known) {
+		f->has_actor = true;
+		f->actor_uid = a->uid;
+		f->actor_pid = a->pid;
+	}
+}
+
+int daemon_block(struct daemon *d, const struct cvz_prefix *p, enum bl_origin origin,
+		 uint64_t ttl, const char *reason, const char *incident, const struct actor *a,
+		 char *err, size_t errlen)
+{
+	char addr[CVZ_PREFIX_STRLEN], why[256];
+	struct audit_fields f = {
+		.addr = cvz_prefix_format(p, addr, sizeof(addr)),
+		.origin = bl_origin_name(origin),
+		.reason = reason,
+		.incident = incident,
+		.has_ttl = ttl > 0,
+		.ttl = ttl,
+	};
+	actor_fields(&f, a);
+	const char *no = bl_refusal(p, d->policy->safelist, d->policy->n_safelist, why, sizeof(why));
+	if (no) {
+		snprintf(err, errlen, "refused: %s", no);
+		f.detail = no;
+		audit(AE_BLOCK_REJECTED, &f, "Refused to block %s: %s", addr, no);
+		return -EPERM;
+	}
+	/* keep the old entry to undo if the kernel refuses */
+	struct bl_entry *old = bl_find(&d->bl, p, origin);
+	int64_t old_expires = old ? old->expires : 0;
+	int r = bl_add(&d->bl, p, origin, ttl, reason, incident, now_s());
+	if (r < 0) {
+		snprintf(err, errlen, "out of memory");
+		return r;
+	}
+	bool added = r == 1;
+	r = sync_blocklist(d, err, errlen);
+	if (r < 0) {
+		if (added)
+			bl_remove(&d->bl, p, origin);
+		else
+			bl_find(&d->bl, p, origin)->expires = old_expires;
+		f.detail = err;
+		audit(AE_KERNEL_ERROR, &f, "Could not block %s: %s", addr, err);
+		return r;
+	}
+	audit(AE_ADDR_BLOCKED, &f, "Blocked %s (%s%s%s)", addr, f.origin, reason ? ": " : "",
+	      reason ? reason : "");
+	state_changed(d);
+	arm_expiry(d);
+	return 0;
+}
+
+int daemon_unblock(struct daemon *d, const struct cvz_prefix *p, enum bl_origin origin,
+		   const struct actor *a, char *err, size_t errlen)
+{
+	char addr[CVZ_PREFIX_STRLEN];
+	struct audit_fields f = {
+		.addr = cvz_prefix_format(p, addr, sizeof(addr)),
+		.origin = bl_origin_name(origin),
+	};
+	actor_fields(&f, a);
+	struct bl_entry *e = bl_find(&d->bl, p, origin);
+	if (!e) {
+		snprintf(err, errlen, "%s is not blocked by origin %s", addr, f.origin);
+		return -ENOENT;
+	}
+	struct bl_entry saved = *e;
+	saved.reason = e->reason ? strdup(e->reason) : NULL;
+	saved.incident = e->incident ? strdup(e->incident) : NULL;
+	bl_remove(&d->bl, p, origin);
+	int r = sync_blocklist(d, err, errlen);
+	if (r < 0) {
+		bl_add(&d->bl, p, origin, 0, saved.reason, saved.incident, saved.created);
+		bl_find(&d->bl, p, origin)->expires = saved.expires;
+		f.detail = err;
+		audit(AE_KERNEL_ERROR, &f, "Could not unblock %s: %s", addr, err);
+	} else {
+		audit(AE_ADDR_UNBLOCKED, &f, "Unblocked %s (%s)", addr, f.origin);
+		state_changed(d);
+		arm_expiry(d);
+	}
+	free(saved.reason);
+	free(saved.incident);
+	return r;
+}
+
+/* ---- reload and commit-confirmed ----------------------------------------- */
+
+static void previous_path(const struct daemon *d, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", d->cfg->state_dir, POLICY_PREVIOUS);
+}
+
+/* Keeps a copy of the policy file being replaced, so a revert survives a
+ * restart of the agent while the confirmation is pending. */
+static int keep_previous_copy(struct daemon *d)
+{
+	char *buf;
+	size_t len;
+	struct diags dg = { 0 };
+	char dst[4096];
+	int r = jp_read_file(d->policy->file, "policy", 64u << 20, &buf, &len, &dg);
+	diags_free(&dg);
+	if (r < 0)
+		return r;
+	previous_path(d, dst, sizeof(dst));
+	int fd = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	r = fd < 0 ? -errno : 0;
+	if (fd >= 0) {
+		if (write(fd, buf, len) != (ssize_t)len || fsync(fd) < 0)
+			r = -EIO;
+		close(fd);
+	}
+	free(buf);
+	return r;
+}
+
+static void end_confirm_window(struct daemon *d)
+{
+	char path[4096];
+	policy_free(d->previous);
+	d->previous = NULL;
+	d->sx.confirm_deadline = 0;
+	sd_event_source_set_enabled(d->confirm_timer, SD_EVENT_OFF);
+	previous_path(d, path, sizeof(path));
+	unlink(path);
+	state_changed(d);
+}
+
+static void revert_now(struct daemon *d)
+{
+	char err[1024];
+	struct audit_fields f = { .digest = d->previous_digest };
+	int r = apply_full(d, d->previous, err, sizeof(err));
+	if (r < 0) {
+		f.detail = err;
+		audit(AE_KERNEL_ERROR, &f, "Could not restore the previous policy: %s", err);
+		return; /* keep the window open: the timer is re-armed below */
+	}
+	struct policy *tmp = d->policy;
+	d->policy = d->previous;
+	d->previous = tmp;
+	memcpy(d->digest, d->previous_digest, sizeof(d->digest));
+	audit(AE_POLICY_REVERTED, &f,
+	      "Reload was not confirmed in time: restored the previous policy %.12s", d->digest);
+	end_confirm_window(d);
+}
+
+static int on_confirm_timer(sd_event_source *s, uint64_t usec, void *ud)
+{
+	struct daemon *d = ud;
+	revert_now(d);
+	if (d->previous) { /* the revert failed: try again shortly */
+		sd_event_source_set_time_relative(s, 1000000ULL);
+		sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+	}
+	return 0;
+}
+
+static void arm_confirm(struct daemon *d)
+{
+	int64_t left = d->sx.confirm_deadline - now_s();
+	sd_event_source_set_time_relative(d->confirm_timer,
+					  left > 0 ? (uint64_t)left * 1000000ULL : 1);
+	sd_event_source_set_enabled(d->confirm_timer, SD_EVENT_ONESHOT);
+}
+
+static int reload_rejected(const char *what, const char *detail, const struct actor *a, char *err,
+			   size_t errlen, int r)
+{
+	struct audit_fields f = { .detail = detail };
+	actor_fields(&f, a);
+	snprintf(err, errlen, "%s rejected, the running firewall is unchanged: %s", what, detail);
+	audit(AE_POLICY_REJECTED, &f, "%s rejected, the running firewall is unchanged: %s", what,
+	      detail);
+	return r;
+}
+
+int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor *a, char *err,
+		  size_t errlen)
+{
+	char detail[2048], digest[65];
+	struct diags dg = { 0 };
+	struct agent_config *cfg = NULL;
+	struct policy *p = NULL;
+	if (confirm_within && d->sx.confirm_deadline) {
+		snprintf(err, errlen, "a reload is already awaiting confirmation; confirm it first");
+		return -EBUSY;
+	}
+	int r = config_load(d->config_path, &cfg, &dg);
+	if (r == 0)
+		r = load_policy(cfg->policy, &p, digest, &dg);
+	if (r < 0) {
+		diags_line(&dg, detail, sizeof(detail));
+		diags_free(&dg);
+		config_free(cfg);
+		return reload_rejected("Reload", detail, a, err, errlen, r);
+	}
+	diags_free(&dg);
+	if (confirm_within && (r = keep_previous_copy(d)) < 0) {
+		policy_free(p);
+		config_free(cfg);
+		snprintf(err, errlen, "cannot keep a copy of the running policy in %s: %s",
+			 d->cfg->state_dir, strerror(-r));
+		return r;
+	}
+	r = apply_full(d, p, detail, sizeof(detail));
+	if (r < 0) {
+		policy_free(p);
+		config_free(cfg);
+		return reload_rejected("Policy", detail, a, err, errlen, r);
+	}
+	if (confirm_within) {
+		d->previous = d->policy;
+		memcpy(d->previous_digest, d->digest, sizeof(d->digest));
+		d->sx.confirm_deadline = now_s() + (int64_t)confirm_within;
+		arm_confirm(d);
+	} else {
+		policy_free(d->policy);
+	}
+	d->policy = p;
+	memcpy(d->digest, digest, sizeof(d->digest));
+	/* socket and state_dir changes need a restart; the rest applies now */
+	free(cfg->socket);
+	free(cfg->state_dir);
+	cfg->socket = strdup(d->cfg->socket);
+	cfg->state_dir = strdup(d->cfg->state_dir);
+	config_free(d->cfg);
+	d->cfg = cfg;
+	struct audit_fields f = { .digest = d->digest };
+	actor_fields(&f, a);
+	if (confirm_within)
+		audit(AE_POLICY_APPLIED, &f,
+		      "Applied policy %.12s from %s; it is reverted unless confirmed within %llus",
+		      d->digest, p->file, (unsigned long long)confirm_within);
+	else
+		audit(AE_POLICY_APPLIED, &f, "Applied policy %.12s from %s", d->digest, p->file);
+	state_changed(d);
+	return 0;
+}
+
+int daemon_confirm(struct daemon *d, const struct actor *a, char *err, size_t errlen)
+{
+	if (!d->sx.confirm_deadline || !d->previous) {
+		snprintf(err, errlen, "no reload is awaiting confirmation");
+		return -ENOENT;
+	}
+	struct audit_fields f = { .digest = d->digest };
+	actor_fields(&f, a);
+	audit(AE_POLICY_CONFIRMED, &f, "Policy %.12s confirmed", d->digest);
+	end_confirm_window(d);
+	return 0;
+}
+
+/* ---- drift repair ---------------------------------------------------------- */
+
+static void repair_soon(struct daemon *d)
+{
+	sd_event_source_set_time_relative(d->repair_timer, REPAIR_DELAY_USEC);
+	sd_event_source_set_enabled(d->repair_timer, SD_EVENT_ONESHOT);
+}
+
+static void repair_now(struct daemon *d, const char *what)
+{
+	char err[1024];
+	int r = apply_full(d, d->policy, err, sizeof(err));
+	struct audit_fields f = { .digest = d->digest, .detail = what };
+	if (r < 0) {
+		f.detail = err;
+		audit(AE_KERNEL_ERROR, &f, "Could not repair table inet cloudviz: %s", err);
+		repair_soon(d); /* keep trying */
+		return;
+	}
+	audit(AE_RULESET_DRIFT_REPAIRED, &f, "Restored table inet cloudviz after a foreign change: %s",
+	      what);
+}
+
+static char drift_detail[512];
+
+static int on_repair_timer(sd_event_source *s, uint64_t usec, void *ud)
+{
+	repair_now(ud, drift_detail[0] ? drift_detail : "changed by another process");
+	drift_detail[0] = '\0';
+	return 0;
+}
+
+static int on_monitor(sd_event_source *s, int fd, uint32_t revents, void *ud)
+{
+	struct daemon *d = ud;
+	char detail[512] = "";
+	int r = nft_monitor_read(fd, nft_conn_portid(d->nft), detail, sizeof(detail));
+	if (r == -ENOBUFS) /* events were lost: find out by reading back */
+		r = nft_conn_verify(d->nft, true, detail, sizeof(detail));
+	if (r > 0) {
+		if (!drift_detail[0])
+			snprintf(drift_detail, sizeof(drift_detail), "%s", detail);
+		repair_soon(d);
+	}
+	return 0;
+}
+
+static int on_verify_timer(sd_event_source *s, uint64_t usec, void *ud)
+{
+	struct daemon *d = ud;
+	char detail[512] = "";
+	if (nft_conn_verify(d->nft, false, detail, sizeof(detail)) > 0) {
+		snprintf(drift_detail, sizeof(drift_detail), "%s", detail);
+		repair_soon(d);
+	}
+	sd_event_source_set_time_relative(s, VERIFY_INTERVAL_USEC);
+	sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+	return 0;
+}
+
+/* ---- signals ---------------------------------------------------------------- */
+
+static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, void *ud)
+{
+	struct daemon *d = ud;
+	audit(AE_AGENT_STOPPING, NULL,
+	      "Stopping on signal %u; table inet cloudviz stays in force", si->ssi_signo);
+	sd_notify(0, "STOPPING=1");
+	save_now(d);
+	return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *ud)
+{
+	char err[2048];
+	struct actor a = { .known = true, .uid = si->ssi_uid, .pid = (int32_t)si->ssi_pid };
+	sd_notify(0, "RELOADING=1");
+	daemon_reload(ud, 0, &a, err, sizeof(err));
+	sd_notify(0, "READY=1");
+	notify_status(ud);
+	return 0;
+}
+
+/* ---- start-up ----------------------------------------------------------------- */
+
+static int startup_failed(const char *what, const char *detail)
+{
+	struct audit_fields f = { .detail = detail };
+	fprintf(stderr, "cloudviz-agent: %s: %s\n", what, detail);
+	audit(AE_POLICY_REJECTED, &f, "Not starting: %s: %s", what, detail);
+	return 1;
+}
+
+/* Restores runtime entries; a corrupt file is moved aside and the agent goes
+ * on from the policy alone (no crash loop). */
+static void restore_state(struct daemon *d)
+{
+	char err[512], moved[4200];
+	int r = state_load(d->cfg->state_dir, &d->bl, &d->sx, err, sizeof(err), moved, sizeof(moved));
+	struct audit_fields f = { .detail = err };
+	if (r == -EBADMSG)
+		audit(AE_STATE_CORRUPT, &f, "State file is corrupt (%s); moved to %s, starting from the policy alone",
+		      err, moved);
+	else if (r < 0 && r != -ENOENT)
+		audit(AE_STATE_CORRUPT, &f, "State file is unreadable (%s); starting from the policy alone", err);
+	else if (r == 0)
+		audit(AE_STATE_RESTORED, NULL, "Restored %zu blocklist entries from %s/%s", d->bl.n,
+		      d->cfg->state_dir, STATE_FILE);
+	bl_expire(&d->bl, now_s(), journal_expired, NULL);
+}
+
+/* A reload that was awaiting confirmation when the agent stopped. */
+static void restore_confirm_window(struct daemon *d)
+{
+	char path[4096], digest[65];
+	struct diags dg = { 0 };
+	if (!d->sx.confirm_deadline)
+		return;
+	previous_path(d, path, sizeof(path));
+	if (load_policy(path, &d->previous, digest, &dg) < 0) {
+		char detail[1024];
+		diags_line(&dg, detail, sizeof(detail));
+		struct audit_fields f = { .detail = detail };
+		audit(AE_STATE_CORRUPT, &f, "Cannot read the policy to revert to (%s); keeping the new one",
+		      detail);
+		d->sx.confirm_deadline = 0;
+	} else {
+		memcpy(d->previous_digest, digest, sizeof(digest));
+	}
+	diags_free(&dg);
+}
+
+static int add_timers(struct daemon *d)
+{
+	int r = 0;
+	r = r < 0 ? r : sd_event_add_time(d->ev, &d->expiry_timer, CLOCK_REALTIME, 0, 0, on_expiry_timer, d);
+	r = r < 0 ? r : sd_event_add_time(d->ev, &d->save_timer, CLOCK_MONOTONIC, 0, 0, on_save_timer, d);
+	r = r < 0 ? r : sd_event_add_time(d->ev, &d->confirm_timer, CLOCK_MONOTONIC, 0, 0, on_confirm_timer, d);
+	r = r < 0 ? r : sd_event_add_time(d->ev, &d->repair_timer, CLOCK_MONOTONIC, 0, 0, on_repair_timer, d);
+	r = r < 0 ? r : sd_event_add_time_relative(d->ev, &d->verify_timer, CLOCK_MONOTONIC,
+						   VERIFY_INTERVAL_USEC, 1000000ULL, on_verify_timer, d);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(d->expiry_timer, SD_EVENT_OFF);
+	sd_event_source_set_enabled(d->save_timer, SD_EVENT_OFF);
+	sd_event_source_set_enabled(d->confirm_timer, SD_EVENT_OFF);
+	sd_event_source_set_enabled(d->repair_timer, SD_EVENT_OFF);
+	return 0;
+}
+
+static int add_signals(struct daemon *d)
+{
+	sigset_t ss;
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGINT);
+	sigaddset(&ss, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
+		return -errno;
+	int r = sd_event_add_signal(d->ev, NULL, SIGTERM, on_sigterm, d);
+	r = r < 0 ? r : sd_event_add_signal(d->ev, NULL, SIGINT, on_sigterm, d);
+	return r < 0 ? r : sd_event_add_signal(d->ev, NULL, SIGHUP, on_sighup, d);
+}
+
+/* Chooses table flags: owner+persist only together (owner alone would take
+ * the firewall down with the agent). */
+static void choose_table_flags(struct daemon *d)
+{
+	d->table_flags = 0;
+	if (d->cfg->table_owner == TABLE_OWNER_AUTO && nft_have_owner_persist(d->nft))
+		d->table_flags = NFT_TABLE_OWNER_PERSIST;
+}
+
+static int open_kernel(struct daemon *d)
+{
+	char err[1024];
+	int r = nft_conn_open(&d->nft);
+	if (r < 0)
+		return startup_failed("cannot open netlink", strerror(-r));
+	choose_table_flags(d);
+	/* a reload awaiting confirmation whose window closed while we were down */
+	if (d->sx.confirm_deadline && d->sx.confirm_deadline <= now_s() && d->previous)
+		revert_now(d);
+	if (!d->kernel_applied) {
+		r = apply_full(d, d->policy, err, sizeof(err));
+		if (r < 0)
+			return startup_failed("cannot apply the policy", err);
+	}
+	if (d->sx.confirm_deadline)
+		arm_confirm(d);
+	r = nft_monitor_open(&d->monitor_fd);
+	if (r < 0)
+		return startup_failed("cannot watch nftables events", strerror(-r));
+	r = sd_event_add_io(d->ev, NULL, d->monitor_fd, EPOLLIN, on_monitor, d);
+	return r < 0 ? startup_failed("cannot watch nftables events", strerror(-r)) : 0;
+}
+
+static int load_all(struct daemon *d)
+{
+	struct diags dg = { 0 };
+	int r = config_load(d->config_path, &d->cfg, &dg);
+	if (r == 0)
+		r = load_policy(d->cfg->policy, &d->policy, d->digest, &dg);
+	if (r < 0) {
+		diags_print(&dg, stderr);
+		char detail[2048];
+		diags_line(&dg, detail, sizeof(detail));
+		diags_free(&dg);
+		struct audit_fields f = { .detail = detail };
+		audit(AE_POLICY_REJECTED, &f, "Not starting: invalid configuration or policy: %s", detail);
+		return 1;
+	}
+	diags_free(&dg);
+	if (mkdir(d->cfg->state_dir, 0700) < 0 && errno != EEXIST)
+		return startup_failed(d->cfg->state_dir, strerror(errno));
+	return 0;
+}
+
+static void daemon_free(struct daemon *d)
+{
+	ctl_server_stop(d);
+	sd_event_source_unref(d->expiry_timer);
+	sd_event_source_unref(d->save_timer);
+	sd_event_source_unref(d->confirm_timer);
+	sd_event_source_unref(d->verify_timer);
+	sd_event_source_unref(d->repair_timer);
+	if (d->monitor_fd >= 0)
+		close(d->monitor_fd);
+	nft_conn_close(d->nft);
+	sd_event_unref(d->ev);
+	policy_free(d->policy);
+	policy_free(d->previous);
+	config_free(d->cfg);
+	bl_free(&d->bl);
+	cvz_rangeset_free(&d->kernel);
+}
+
+/* The start-up order: load and validate everything first, then restore the
+ * state, then open the netlink, journald and control sockets and apply;
+ * (privileges are dropped and the seccomp filter installed here, once those
+ * exist); then tell systemd we are ready and serve. */
+int daemon_run(const struct daemon_options *opt)
+{
+	struct daemon d = { .config_path = opt->config_path, .monitor_fd = -1, .ctl_fd = -1 };
+	int rc = load_all(&d);
+	if (rc == 0)
+		restore_state(&d);
+	if (rc == 0)
+		restore_confirm_window(&d);
+	if (rc == 0 && (sd_event_default(&d.ev) < 0 || add_signals(&d) < 0 || add_timers(&d) < 0))
+		rc = startup_failed("cannot set up the event loop", strerror(errno));
+	if (rc == 0)
+		rc = open_kernel(&d);
+	if (rc == 0 && ctl_server_start(&d) < 0)
+		rc = 1;
+	if (rc == 0) {
+		sd_event_set_watchdog(d.ev, true);
+		arm_expiry(&d);
+		char status[256];
+		daemon_status_line(&d, status, sizeof(status));
+		struct audit_fields f = { .digest = d.digest };
+		audit(AE_AGENT_STARTED, &f, "cloudviz-agent %s started on node %s: %s%s", CVZ_VERSION,
+		      d.cfg->node_id, status, d.table_flags ? "; table owned and persistent" : "");
+		sd_notifyf(0, "READY=1\nSTATUS=%s", status);
+		d.state_dirty = true;
+		save_now(&d);
+		rc = sd_event_loop(d.ev) < 0 ? 1 : 0;
+	}
+	daemon_free(&d);
+	return rc;
+}
