@@ -6,8 +6,8 @@
 #include "ruleset.h"
 
 /* Replaces `table inet cloudviz` with t in one netlink transaction:
- *   NEWTABLE (create if missing), DELTABLE, NEWTABLE, sets + elements,
- *   chains, rules
+ *   NEWTABLE (create if missing), DELTABLE, NEWTABLE, chains,
+ *   sets + elements, rules (the order nft itself uses)
  * every message with NLM_F_ACK, and every reply read. On any error the whole
  * batch is aborted by the kernel, nothing changes, and err (size errlen) holds
  * one line naming the fw_rule/fw_set origin that the kernel refused and the

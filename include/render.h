@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include "ruleset.h"
 
-/* Writes "table inet cloudviz { ... }" to f. Returns 0 or -errno on a write
- * error. The script starts by (re)creating the table atomically:
+/* Writes "table inet cloudviz { ... }" to f. Returns 0, -errno on a write
+ * error, or -EINVAL when t holds something nft cannot express (the same
+ * rules nft_apply_table() refuses; f then holds partial output).
+ * The script starts by (re)creating the table atomically:
  *   table inet cloudviz
  *   delete table inet cloudviz
  *   table inet cloudviz { ... }
