@@ -127,6 +127,7 @@ int bl_add(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origi
 	e->expires = expires;
 	if (replace_text(&e->reason, reason) < 0 || replace_text(&e->incident, incident) < 0) {
 		free(e->reason);
+		e->reason = NULL;
 		return -ENOMEM;
 	}
 	b->n++;
@@ -137,6 +138,18 @@ static void entry_free(struct bl_entry *e)
 {
 	free(e->reason);
 	free(e->incident);
+	e->reason = e->incident = NULL;
+}
+
+/* Frees entry i and fills its slot with the last entry. */
+static void remove_at(struct blocklist *b, size_t i)
+{
+	entry_free(&b->v[i]);
+	b->n--;
+	if (i != b->n) {
+		b->v[i] = b->v[b->n];
+		memset(&b->v[b->n], 0, sizeof(b->v[b->n]));
+	}
 }
 
 int bl_remove(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origin)
@@ -144,8 +157,7 @@ int bl_remove(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin or
 	struct bl_entry *e = bl_find(b, p, origin);
 	if (!e)
 		return -ENOENT;
-	entry_free(e);
-	*e = b->v[--b->n];
+	remove_at(b, (size_t)(e - b->v));
 	return 0;
 }
 
@@ -161,8 +173,7 @@ size_t bl_expire(struct blocklist *b, int64_t now,
 		}
 		if (fn)
 			fn(e, arg);
-		entry_free(e);
-		*e = b->v[--b->n];
+		remove_at(b, i);
 		n++;
 	}
 	return n;

@@ -123,6 +123,8 @@ static void state_changed(struct daemon *d)
 
 static int desired_set(const struct daemon *d, const struct policy *p, struct cvz_rangeset *out)
 {
+	if (!p)
+		return -EINVAL;
 	return blocklist_desired(&d->bl, p->blocked, p->n_blocked, p->safelist, p->n_safelist, out);
 }
 
@@ -156,7 +158,7 @@ static int apply_full(struct daemon *d, const struct policy *p, char *err, size_
 /* Sends only the blocklist elements that changed. */
 static int sync_blocklist(struct daemon *d, char *err, size_t len)
 {
-	struct cvz_rangeset want, del, add;
+	struct cvz_rangeset want, del = { 0 }, add = { 0 };
 	int r = desired_set(d, d->policy, &want);
 	if (r == 0)
 		r = rangeset_diff(&d->kernel, &want, &del, &add);

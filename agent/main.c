@@ -44,20 +44,20 @@ struct opts {
 
 static const struct opt_def {
 	const char *name;
-	int short_name;
 	const char *arg; /* NULL: a flag */
-	unsigned cmds;
 	const char *help;
+	int short_name;
+	unsigned cmds;
 } opt_defs[] = {
-	{ "config", 'c', "FILE", C_RUN | C_CHECK, "agent config (default " CONFIG_DEFAULT_PATH ")" },
-	{ "socket", 's', "PATH", C_SOCKET, "control socket (default " CTL_DEFAULT_SOCKET ")" },
-	{ "json", 'j', NULL, C_STATUS | C_LIST, "print JSON" },
-	{ "origin", 'o', "NAME", C_LIST, "only entries from policy, file, operator, control or crowdsec" },
-	{ "ttl", 't', "DURATION", C_BLOCK, "expire after 90s, 30m, 1h, 7d (default: never)" },
-	{ "reason", 'r', "TEXT", C_BLOCK, "why (journaled, sanitized)" },
-	{ "incident", 'i', "ID", C_BLOCK, "incident id" },
-	{ "confirm-within", 'w', "DURATION", C_RELOAD, "revert unless `confirm` arrives in time" },
-	{ "no-seccomp", 'S', NULL, C_RUN, "debugging only: run without the system call filter" },
+	{ "config", "FILE", "agent config (default " CONFIG_DEFAULT_PATH ")", 'c', C_RUN | C_CHECK },
+	{ "socket", "PATH", "control socket (default " CTL_DEFAULT_SOCKET ")", 's', C_SOCKET },
+	{ "json", NULL, "print JSON", 'j', C_STATUS | C_LIST },
+	{ "origin", "NAME", "only entries from policy, file, operator, control or crowdsec", 'o', C_LIST },
+	{ "ttl", "DURATION", "expire after 90s, 30m, 1h, 7d (default: never)", 't', C_BLOCK },
+	{ "reason", "TEXT", "why (journaled, sanitized)", 'r', C_BLOCK },
+	{ "incident", "ID", "incident id", 'i', C_BLOCK },
+	{ "confirm-within", "DURATION", "revert unless `confirm` arrives in time", 'w', C_RELOAD },
+	{ "no-seccomp", NULL, "debugging only: run without the system call filter", 'S', C_RUN },
 };
 
 struct command {

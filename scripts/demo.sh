@@ -1,0 +1,153 @@
+#!/bin/bash
+# Shows cloudviz-agent applying policy/examples/cloudviz-node.json to a
+# throwaway "node" network namespace, and which real connections from two
+# clients -- one in a private range, one public -- get through afterwards.
+# Everything lives in namespaces that are removed on exit; the host's own
+# ruleset and interfaces are never touched.
+#
+# usage: scripts/demo.sh BINARY          (as root; BINARY is the built agent)
+# Exits non-zero if any flow does not do what the policy says it should.
+set -eu
+
+if [ $# -ne 1 ]; then
+	echo "usage: $0 BINARY" >&2
+	exit 2
+fi
+if [ "$(id -u)" != 0 ]; then
+	echo "$0: must run as root (it creates network namespaces)" >&2
+	exit 2
+fi
+AGENT=$(readlink -f "$1")
+[ -x "$AGENT" ] || { echo "$0: $1: not an executable" >&2; exit 2; }
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+POLICY=$ROOT/policy/examples/cloudviz-node.json
+NETNS_PY=$ROOT/tests/integration/netns.py
+
+# cvzt-<pid>-*: the integration tests' prefix, so a killed demo is reaped
+NODE=cvzt-$$-node PRIV=cvzt-$$-private PUB=cvzt-$$-public
+server_pid=""
+work=$(mktemp -d /tmp/cvz-demo.XXXXXX)
+
+cleanup() {
+	[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+	for ns in "$NODE" "$PRIV" "$PUB"; do
+		ip netns del "$ns" 2>/dev/null || true
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+in_ns() { ns=$1; shift; ip -n "$ns" "$@"; }
+
+echo "== topology: namespaces $NODE, $PRIV, $PUB"
+for ns in "$NODE" "$PRIV" "$PUB"; do
+	ip netns add "$ns"
+	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+	in_ns "$ns" link set lo up
+done
+# veth pairs are created inside the namespaces, never on the host
+in_ns "$NODE" link add priv0 type veth peer name eth0 netns "$PRIV"
+in_ns "$NODE" link add pub0 type veth peer name eth0 netns "$PUB"
+in_ns "$NODE" link set priv0 up
+in_ns "$NODE" link set pub0 up
+in_ns "$PRIV" link set eth0 up
+in_ns "$PUB" link set eth0 up
+in_ns "$NODE" addr add 10.0.0.1/24 dev priv0
+in_ns "$NODE" addr add fd00::1/64 dev priv0 nodad
+in_ns "$NODE" addr add 203.0.113.1/24 dev pub0
+in_ns "$NODE" addr add 2001:db8::1/64 dev pub0 nodad
+in_ns "$NODE" route add 172.18.0.2/32 via 10.0.0.2
+in_ns "$PRIV" addr add 10.0.0.2/24 dev eth0
+in_ns "$PRIV" addr add 172.18.0.2/32 dev eth0    # the container network, for 5432
+in_ns "$PRIV" addr add fd00::2/64 dev eth0 nodad
+in_ns "$PUB" addr add 203.0.113.2/24 dev eth0
+in_ns "$PUB" addr add 2001:db8::2/64 dev eth0 nodad
+echo "   node:    10.0.0.1 fd00::1 (private side)  203.0.113.1 2001:db8::1 (public side)"
+echo "   private: 10.0.0.2 172.18.0.2 fd00::2      public: 203.0.113.2 2001:db8::2"
+
+PORTS=22,80,443,8000,5432,9999
+python3 "$NETNS_PY" serve "$NODE" --tcp "$PORTS" >"$work/server" 2>&1 &
+server_pid=$!
+for _ in $(seq 50); do
+	grep -q ready "$work/server" && break
+	kill -0 "$server_pid" 2>/dev/null || { cat "$work/server" >&2; exit 1; }
+	sleep 0.1
+done
+grep -q ready "$work/server" || { echo "listeners did not start" >&2; exit 1; }
+echo "   listening on the node: tcp $PORTS (IPv4 and IPv6)"
+
+# client  namespace  source  node-address  port  expected
+cat >"$work/flows" <<EOF
+private $PRIV 10.0.0.2    10.0.0.1    22   PASS
+private $PRIV 10.0.0.2    10.0.0.1    80   PASS
+private $PRIV 10.0.0.2    10.0.0.1    443  PASS
+private $PRIV 10.0.0.2    10.0.0.1    8000 PASS
+private $PRIV 10.0.0.2    10.0.0.1    5432 DROP
+private $PRIV 10.0.0.2    10.0.0.1    9999 DROP
+private $PRIV 172.18.0.2  10.0.0.1    5432 PASS
+private $PRIV fd00::2     fd00::1     22   PASS
+private $PRIV fd00::2     fd00::1     8000 PASS
+private $PRIV fd00::2     fd00::1     5432 DROP
+public  $PUB  203.0.113.2 203.0.113.1 22   PASS
+public  $PUB  203.0.113.2 203.0.113.1 80   PASS
+public  $PUB  203.0.113.2 203.0.113.1 443  PASS
+public  $PUB  203.0.113.2 203.0.113.1 8000 DROP
+public  $PUB  203.0.113.2 203.0.113.1 5432 DROP
+public  $PUB  203.0.113.2 203.0.113.1 9999 DROP
+public  $PUB  2001:db8::2 2001:db8::1 22   PASS
+public  $PUB  2001:db8::2 2001:db8::1 443  PASS
+public  $PUB  2001:db8::2 2001:db8::1 8000 DROP
+public  $PUB  2001:db8::2 2001:db8::1 9999 DROP
+EOF
+
+# probe_all: one real TCP connect per flow, all at once, 1 s timeout;
+# prints one outcome per line (accepted, dropped, refused, ...)
+probe_all() {
+	awk '{print $2, $3, $4, $5, "tcp"}' "$work/flows" |
+		python3 "$NETNS_PY" probe --timeout 1 | awk '{print $NF}'
+}
+
+total=$(wc -l <"$work/flows")
+ok=$(probe_all | grep -c '^accepted$' || true)
+echo
+echo "== before the policy: $ok of $total flows connect"
+[ "$ok" -eq "$total" ] || { echo "the topology is broken; not a policy result" >&2; exit 1; }
+
+echo
+echo "== $AGENT apply $(basename "$POLICY")  (in $NODE)"
+if ! ip netns exec "$NODE" "$AGENT" apply "$POLICY"; then
+	echo "apply failed" >&2
+	exit 1
+fi
+
+echo
+echo "== flows with the policy applied (real TCP connects, 1 s timeout)"
+printf '   %-8s %-12s %-12s %-5s %-9s %-7s\n' CLIENT SOURCE "NODE ADDR" PORT EXPECTED RESULT
+mismatches=0
+while read -r client _ src dst port expected outcome; do
+	case $outcome in
+	accepted) result=PASS ;;
+	dropped) result=DROP ;;
+	*) result=$outcome ;;
+	esac
+	mark=""
+	if [ "$result" != "$expected" ]; then
+		mark="  <-- MISMATCH"
+		mismatches=$((mismatches + 1))
+	fi
+	printf '   %-8s %-12s %-12s %-5s %-9s %-7s%s\n' \
+		"$client" "$src" "$dst" "$port" "$expected" "$result" "$mark"
+done < <(paste -d' ' "$work/flows" <(probe_all))
+
+echo
+echo "== live ruleset in the node: nft list table inet cloudviz"
+ip netns exec "$NODE" nft list table inet cloudviz | sed 's/^/   /'
+
+echo
+if [ "$mismatches" -eq 0 ]; then
+	echo "demo: all $total flows behave as the policy says"
+else
+	echo "demo: $mismatches of $total flows differ from the policy" >&2
+	exit 1
+fi
