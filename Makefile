@@ -96,7 +96,7 @@ install: $(BUILD)/cloudviz-agent
 
 lint:
 	clang-tidy --quiet $(AGENT_SRC) -- $(filter-out -Wno-format-truncation,$(ALL_CFLAGS))
-	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance --inline-suppr -Iinclude --suppress=missingIncludeSystem agent
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance --inline-suppr -Iinclude --include=/usr/include/jansson.h --suppress=missingIncludeSystem agent
 
 clean:
 	rm -rf $(BUILD)

@@ -51,6 +51,8 @@ jp_err(struct jctx *c, const char *path, bool key, const char *fmt, ...)
 
 const char *jp_type_name(const json_t *v)
 {
+	if (!v)
+		return "nothing";
 	switch (json_typeof(v)) {
 	case JSON_OBJECT:
 		return "an object";
@@ -85,7 +87,7 @@ const char *jp_value_text(const json_t *v, char *buf, size_t len)
 
 bool jp_want(struct jctx *c, const char *path, json_t *v, json_type t, const char *what)
 {
-	if (json_typeof(v) == t || (t == JSON_TRUE && json_is_boolean(v)))
+	if (v && (json_typeof(v) == t || (t == JSON_TRUE && json_is_boolean(v))))
 		return true;
 	jp_err(c, path, false, "expected %s, got %s", what, jp_type_name(v));
 	return false;
