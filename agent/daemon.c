@@ -241,10 +241,14 @@ static void actor_fields(struct audit_fields *f, const struct actor *a)
 }
 
 int daemon_block(struct daemon *d, const struct cvz_prefix *p, enum bl_origin origin,
-		 uint64_t ttl, const char *reason, const char *incident, const struct actor *a,
-		 char *err, size_t errlen)
+		 uint64_t ttl, const char *raw_reason, const char *raw_incident,
+		 const struct actor *a, char *err, size_t errlen)
 {
-	char addr[CVZ_PREFIX_STRLEN], why[256];
+	char addr[CVZ_PREFIX_STRLEN], why[256], rbuf[BL_REASON_MAX], ibuf[BL_INCIDENT_MAX];
+	/* stored sanitized: the reason shows up again in list, state and reports */
+	const char *reason = raw_reason ? (audit_sanitize(raw_reason, rbuf, sizeof(rbuf)), rbuf) : NULL;
+	const char *incident =
+		raw_incident ? (audit_sanitize(raw_incident, ibuf, sizeof(ibuf)), ibuf) : NULL;
 	struct audit_fields f = {
 		.addr = cvz_prefix_format(p, addr, sizeof(addr)),
 		.origin = bl_origin_name(origin),

@@ -406,8 +406,9 @@ static void usage(FILE *f)
 static int parse_opts(const struct command *c, int argc, char **argv, struct opts *o)
 {
 	struct option lopts[ELEMENTSOF(opt_defs) + 1];
-	char sopts[3 * ELEMENTSOF(opt_defs) + 2] = "+";
-	size_t n = 0, sl = 1;
+	/* options may follow the arguments: block ADDR --ttl 1h */
+	char sopts[3 * ELEMENTSOF(opt_defs) + 2] = "";
+	size_t n = 0, sl = 0;
 	for (size_t i = 0; i < ELEMENTSOF(opt_defs); i++) {
 		if (!(opt_defs[i].cmds & c->bit))
 			continue;

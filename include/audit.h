@@ -32,8 +32,9 @@ enum audit_event {
 	AE_COUNT
 };
 
-/* Optional fields; NULL / has_* false leaves a field out. Values of reason,
- * detail and incident are sanitized. */
+/* Optional fields; NULL / has_* false leaves a field out. reason, incident,
+ * severity and detail are sanitized; addr, origin and digest are the agent's
+ * own values and must not hold outside text. */
 struct audit_fields {
 	const char *addr;     /* normalised: "203.0.113.7", "198.51.100.0/24" */
 	const char *origin;   /* policy, operator, control, crowdsec, file */
