@@ -1,9 +1,9 @@
 /* The daemon: start-up, reconcile, timers, signals (see daemon.h).
  *
  * One reconcile path: every source of change (policy reload, block, unblock,
- * expiry, drift) ends in either apply_full() (the whole table, one
- * transaction) or sync_blocklist() (only the changed set elements, one
- * transaction). Nothing else talks to nft.c. */
+ * expiry, drift) ends in apply_policy(): the whole table in one transaction
+ * when the rules changed (or a repair forces it), otherwise only the changed
+ * set elements, in one transaction. Nothing else talks to nft.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -20,6 +20,7 @@
 #include "daemon.h"
 #include "daemon_internal.h"
 #include "jparse.h"
+#include "render.h"
 
 #define SAVE_DELAY_USEC (200 * 1000ULL)      /* coalesce bursts of changes */
 #define VERIFY_INTERVAL_USEC (30 * 1000000ULL) /* periodic read-back */
@@ -128,8 +129,68 @@ static int desired_set(const struct daemon *d, const struct policy *p, struct cv
 	return blocklist_desired(&d->bl, p->blocked, p->n_blocked, p->safelist, p->n_safelist, out);
 }
 
-/* Replaces the whole table with policy p plus every live entry. */
-static int apply_full(struct daemon *d, const struct policy *p, char *err, size_t len)
+/* The table without its blocklist elements, as text: two policies with the
+ * same skeleton differ only in blocked addresses, so a reload between them
+ * needs only a set delta. */
+static char *table_skeleton(const struct fw_table *t, uint32_t flags)
+{
+	struct fw_table bare = *t;
+	struct fw_set *sets = calloc(t->n_sets ? t->n_sets : 1, sizeof(*sets));
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = sets ? open_memstream(&text, &len) : NULL;
+	if (!f) {
+		free(sets);
+		return NULL;
+	}
+	for (size_t i = 0; i < t->n_sets; i++) {
+		sets[i] = t->sets[i];
+		if (sets[i].kind == FW_SET_ADDR)
+			memset(&sets[i].elems, 0, sizeof(sets[i].elems));
+	}
+	bare.sets = sets;
+	fprintf(f, "flags %u\n", flags);
+	int r = render_table(&bare, f, false);
+	fclose(f);
+	free(sets);
+	if (r < 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+/* Takes want as the kernel's blocklist after a successful change. */
+static void kernel_now(struct daemon *d, struct cvz_rangeset *want, uint64_t sent)
+{
+	cvz_rangeset_free(&d->kernel);
+	d->kernel = *want;
+	memset(want, 0, sizeof(*want));
+	d->elements_sent += sent;
+}
+
+/* Sends the difference between the kernel's blocklist and want. */
+static int send_delta(struct daemon *d, struct cvz_rangeset *want, char *err, size_t len)
+{
+	struct cvz_rangeset del = { 0 }, add = { 0 };
+	int r = rangeset_diff(&d->kernel, want, &del, &add);
+	size_t n = del.n4 + del.n6 + add.n4 + add.n6;
+	if (r < 0)
+		snprintf(err, len, "%s", strerror(-r));
+	else if (n)
+		r = nft_conn_set_delta(d->nft, &del, &add, err, len);
+	cvz_rangeset_free(&del);
+	cvz_rangeset_free(&add);
+	if (r == 0)
+		kernel_now(d, want, n);
+	return r;
+}
+
+/* Makes the kernel hold policy p plus every live entry. With force, or when
+ * the rules differ from what the kernel holds, the whole table is replaced in
+ * one transaction; otherwise only the changed set elements are sent. */
+static int apply_policy(struct daemon *d, const struct policy *p, bool force, char *err,
+			size_t len)
 {
 	struct cvz_rangeset want;
 	struct fw_table t;
@@ -139,47 +200,48 @@ static int apply_full(struct daemon *d, const struct policy *p, char *err, size_
 		return r;
 	}
 	r = policy_compile_blocked(p, &want, &t);
-	if (r == 0) {
-		r = nft_conn_apply_table(d->nft, &t, d->table_flags, err, len);
-		fw_table_free(&t);
-	} else {
-		snprintf(err, len, "cannot compile: %s", strerror(-r));
-	}
 	if (r < 0) {
+		snprintf(err, len, "cannot compile: %s", strerror(-r));
 		cvz_rangeset_free(&want);
 		return r;
 	}
-	cvz_rangeset_free(&d->kernel);
-	d->kernel = want;
-	d->kernel_applied = true;
-	return 0;
+	char *skel = table_skeleton(&t, d->table_flags);
+	if (!force && d->kernel_applied && skel && d->skeleton && strcmp(skel, d->skeleton) == 0) {
+		free(skel);
+		r = send_delta(d, &want, err, len);
+	} else {
+		r = nft_conn_apply_table(d->nft, &t, d->table_flags, err, len);
+		if (r == 0) {
+			free(d->skeleton);
+			d->skeleton = skel;
+			d->kernel_applied = true;
+			kernel_now(d, &want, want.n4 + want.n6);
+		} else {
+			free(skel);
+		}
+	}
+	fw_table_free(&t);
+	cvz_rangeset_free(&want);
+	return r;
+}
+
+static int apply_full(struct daemon *d, const struct policy *p, char *err, size_t len)
+{
+	return apply_policy(d, p, true, err, len);
 }
 
 /* Sends only the blocklist elements that changed. */
 static int sync_blocklist(struct daemon *d, char *err, size_t len)
 {
-	struct cvz_rangeset want, del = { 0 }, add = { 0 };
+	struct cvz_rangeset want;
 	int r = desired_set(d, d->policy, &want);
-	if (r == 0)
-		r = rangeset_diff(&d->kernel, &want, &del, &add);
-	else
-		memset(&want, 0, sizeof(want));
 	if (r < 0) {
-		cvz_rangeset_free(&want);
 		snprintf(err, len, "%s", strerror(-r));
 		return r;
 	}
-	if (del.n4 + del.n6 + add.n4 + add.n6)
-		r = nft_conn_set_delta(d->nft, &del, &add, err, len);
-	cvz_rangeset_free(&del);
-	cvz_rangeset_free(&add);
-	if (r < 0) {
-		cvz_rangeset_free(&want);
-		return r;
-	}
-	cvz_rangeset_free(&d->kernel);
-	d->kernel = want;
-	return 0;
+	r = send_delta(d, &want, err, len);
+	cvz_rangeset_free(&want);
+	return r;
 }
 
 /* ---- expiry ------------------------------------------------------------ */
@@ -372,7 +434,7 @@ static void revert_now(struct daemon *d)
 {
 	char err[1024];
 	struct audit_fields f = { .digest = d->previous_digest };
-	int r = apply_full(d, d->previous, err, sizeof(err));
+	int r = apply_policy(d, d->previous, false, err, sizeof(err));
 	if (r < 0) {
 		f.detail = err;
 		audit(AE_KERNEL_ERROR, &f, "Could not restore the previous policy: %s", err);
@@ -445,7 +507,7 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 			 d->cfg->state_dir, strerror(-r));
 		return r;
 	}
-	r = apply_full(d, p, detail, sizeof(detail));
+	r = apply_policy(d, p, false, detail, sizeof(detail));
 	if (r < 0) {
 		policy_free(p);
 		config_free(cfg);
@@ -728,6 +790,7 @@ static void daemon_free(struct daemon *d)
 	config_free(d->cfg);
 	bl_free(&d->bl);
 	cvz_rangeset_free(&d->kernel);
+	free(d->skeleton);
 }
 
 /* The start-up order: load and validate everything first, then restore the

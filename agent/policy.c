@@ -638,12 +638,11 @@ static void list_line(struct jctx *c, const char *file, unsigned lineno, char *l
 	struct cvz_prefix pf;
 	const char *why = NULL;
 	char buf[128];
-	int col = (int)(s - line) + 1;
 	if (cvz_prefix_parse(s, &pf, &why, buf, sizeof(buf)) < 0) {
-		diags_add(c->d, file, (int)lineno, col, "bad address \"%s\": %s", s, why);
+		diags_add(c->d, file, (int)lineno, 0, "bad address \"%s\": %s", s, why);
 		c->errors++;
 	} else if (pf.len == 0) {
-		diags_add(c->d, file, (int)lineno, col, "refusing to block every address (\"%s\")", s);
+		diags_add(c->d, file, (int)lineno, 0, "refusing to block every address (\"%s\")", s);
 		c->errors++;
 	} else if (add_blocked(POLICY(c), &pf, (uint16_t)POLICY(c)->n_list_files) < 0) {
 		diags_add(c->d, file, (int)lineno, 0, "out of memory");

@@ -23,6 +23,8 @@ struct daemon {
 	struct cvz_rangeset kernel; /* blocklist ranges now in the kernel */
 	struct nft_conn *nft;
 	bool kernel_applied;      /* the table has been applied at least once */
+	char *skeleton;           /* the applied table without blocklist elements */
+	uint64_t elements_sent;   /* blocklist ranges sent to the kernel, ever */
 	uint32_t table_flags;     /* owner|persist, or 0 */
 	int monitor_fd;
 	/* commit-confirmed reload */

@@ -225,8 +225,8 @@ static void test_list_file_errors(void **state)
 	char *got = errors_of(text, &rc);
 	char want[1024];
 	snprintf(want, sizeof(want),
-		 "%s:5:1: error: bad address \"10.1.2.3/8\": host bits set (did you mean 10.0.0.0/8?)\n"
-		 "%s:6:1: error: bad address \"not-an-ip\": not an IPv4 or IPv6 address\n",
+		 "%s:5: error: bad address \"10.1.2.3/8\": host bits set (did you mean 10.0.0.0/8?)\n"
+		 "%s:6: error: bad address \"not-an-ip\": not an IPv4 or IPv6 address\n",
 		 path, path);
 	assert_int_equal(rc, -EINVAL);
 	assert_string_equal(got, want);
