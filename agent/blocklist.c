@@ -28,17 +28,20 @@ int bl_origin_lookup(const char *name, enum bl_origin *out)
 	return -ENOENT;
 }
 
-/* Special ranges that are never blockable, whatever the safelist says. */
+/* Ranges that are never blockable, whatever any source says: a runtime block
+ * of them is refused, and list entries covering them are carved out (published
+ * lists such as FireHOL level1 include 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/3). */
+static const struct {
+	const char *cidr;
+	const char *what;
+} special[] = {
+	{ "127.0.0.0/8", "loopback" }, { "::1", "loopback" },
+	{ "0.0.0.0", "the unspecified address" }, { "::", "the unspecified address" },
+	{ "224.0.0.0/4", "multicast" }, { "ff00::/8", "multicast" },
+};
+
 static const char *special_range(const struct cvz_prefix *p)
 {
-	static const struct {
-		const char *cidr;
-		const char *what;
-	} special[] = {
-		{ "127.0.0.0/8", "loopback" }, { "::1", "loopback" },
-		{ "0.0.0.0", "the unspecified address" }, { "::", "the unspecified address" },
-		{ "224.0.0.0/4", "multicast" }, { "ff00::/8", "multicast" },
-	};
 	if (p->len == 0)
 		return "blocking every address (/0) is not allowed";
 	for (size_t i = 0; i < ELEMENTSOF(special); i++) {
@@ -196,12 +199,24 @@ void bl_free(struct blocklist *b)
 	memset(b, 0, sizeof(*b));
 }
 
+static int add_never_blockable(struct cvz_rangeset *safe)
+{
+	int err = 0;
+	for (size_t i = 0; !err && i < ELEMENTSOF(special); i++) {
+		struct cvz_prefix p;
+		err = cvz_prefix_parse(special[i].cidr, &p, NULL, NULL, 0);
+		if (!err)
+			err = cvz_rangeset_add_prefix(safe, &p);
+	}
+	return err;
+}
+
 int blocklist_desired(const struct blocklist *b, const struct cvz_prefix *policy_blocked,
 		      size_t n_policy, const struct cvz_prefix *safelist, size_t n_safe,
 		      struct cvz_rangeset *out)
 {
 	struct cvz_rangeset want = { 0 }, safe = { 0 };
-	int err = 0;
+	int err = add_never_blockable(&safe);
 	for (size_t i = 0; !err && i < n_policy; i++)
 		err = cvz_rangeset_add_prefix(&want, &policy_blocked[i]);
 	for (size_t i = 0; !err && i < b->n; i++)

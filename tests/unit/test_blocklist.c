@@ -143,6 +143,26 @@ static void test_desired_and_diff(void **state)
 	bl_free(&b);
 }
 
+/* List entries covering loopback, multicast or unspecified are carved, not
+ * refused: real lists (FireHOL level1) contain 0.0.0.0/8 and 224.0.0.0/3. */
+static void test_never_blockable_carved(void **state)
+{
+	(void)state;
+	struct blocklist b = { 0 };
+	struct cvz_prefix pol[] = { P("120.0.0.0/5"), P("0.0.0.0/8"), P("224.0.0.0/3"), P("::/127") };
+	struct cvz_rangeset out;
+	assert_int_equal(blocklist_desired(&b, pol, 4, NULL, 0, &out), 0);
+	assert_int_equal(out.n4, 3);
+	assert_int_equal(out.v4[0].lo, 0x00000001); /* 0.0.0.1-0.255.255.255 */
+	assert_int_equal(out.v4[0].hi, 0x00ffffff);
+	assert_int_equal(out.v4[1].lo, 0x78000000); /* 120.0.0.0-126.255.255.255 */
+	assert_int_equal(out.v4[1].hi, 0x7effffff);
+	assert_int_equal(out.v4[2].lo, 0xf0000000); /* 240.0.0.0/4, multicast gone */
+	assert_int_equal(out.v4[2].hi, 0xffffffff);
+	assert_int_equal(out.n6, 0); /* :: and ::1 were all there was */
+	cvz_rangeset_free(&out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -150,6 +170,7 @@ int main(void)
 		cmocka_unit_test(test_add_refresh_remove),
 		cmocka_unit_test(test_expire),
 		cmocka_unit_test(test_desired_and_diff),
+		cmocka_unit_test(test_never_blockable_carved),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
