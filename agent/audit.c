@@ -147,7 +147,9 @@ void audit_sanitize(const char *in, char *out, size_t max)
 			put(&o, s, k);
 			put(&o, REDACTED, strlen(REDACTED));
 			s += k + v;
-		} else if (strncmp(s, "Bearer", 6) == 0 && (s[6] == ' ' || s[6] == '\t')) {
+		} else if (strncmp(s, "Bearer", 6) == 0 && (s[6] == ' ' || s[6] == '\t') &&
+			   is_token_char(s[6 + strspn(s + 6, " \t")])) {
+			/* only a real token: sanitizing twice must change nothing */
 			size_t sp = 6 + strspn(s + 6, " \t"), t = sp;
 			while (is_token_char(s[t]))
 				t++;

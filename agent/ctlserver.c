@@ -272,10 +272,23 @@ static void set_reply(struct ctl_conn *c, json_t *reply)
 	sd_event_source_set_io_events(c->src, EPOLLOUT);
 }
 
+static void deny(struct ctl_conn *c)
+{
+	struct audit_fields f = { .has_actor = c->actor.known,
+				  .actor_uid = c->actor.uid,
+				  .actor_pid = c->actor.pid };
+	audit(AE_CTL_DENIED, &f, "Refused a control connection from uid %u pid %d",
+	      c->actor.uid, c->actor.pid);
+	char why[128];
+	snprintf(why, sizeof(why), "uid %u is neither root nor a member of the socket's group",
+		 c->actor.uid);
+	set_reply(c, reply_error("permission denied: %s", why));
+}
+
 static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *ud)
 {
 	struct ctl_conn *c = ud;
-	if (c->out || !c->allowed) {
+	if (c->out) {
 		ssize_t w = c->out ? send(fd, c->out + c->outoff, c->outlen - c->outoff,
 					  MSG_DONTWAIT | MSG_NOSIGNAL)
 				   : -1;
@@ -294,24 +307,15 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *ud)
 	}
 	c->inlen += (size_t)n;
 	c->in[c->inlen] = '\0';
-	if (strchr(c->in, '\n'))
+	/* the request is read even from a refused peer, so the refusal reaches
+	   it instead of a connection reset */
+	if (strchr(c->in, '\n') && !c->allowed)
+		deny(c);
+	else if (strchr(c->in, '\n'))
 		set_reply(c, dispatch(c->d, c->in, &c->actor));
 	else if (c->inlen >= sizeof(c->in) - 1)
 		set_reply(c, reply_error("%s", "request too large"));
 	return 0;
-}
-
-static void deny(struct ctl_conn *c)
-{
-	struct audit_fields f = { .has_actor = c->actor.known,
-				  .actor_uid = c->actor.uid,
-				  .actor_pid = c->actor.pid };
-	audit(AE_CTL_DENIED, &f, "Refused a control connection from uid %u pid %d",
-	      c->actor.uid, c->actor.pid);
-	char why[128];
-	snprintf(why, sizeof(why), "uid %u is neither root nor a member of the socket's group",
-		 c->actor.uid);
-	set_reply(c, reply_error("permission denied: %s", why));
 }
 
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *ud)
@@ -335,8 +339,6 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *ud)
 		return 0;
 	}
 	c->allowed = authorize(c);
-	if (!c->allowed)
-		deny(c);
 	return 0;
 }
 
@@ -354,8 +356,16 @@ static int make_socket(const char *path, const char *group)
 		*slash = '\0';
 		mkdir(dir, 0755); /* RuntimeDirectory= makes it under systemd */
 	}
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(path); /* left by a previous run */
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		/* left by a previous run, unless an agent still answers on it */
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		if (probe >= 0)
+			close(probe);
+		if (live)
+			return -EADDRINUSE;
+		unlink(path);
+	}
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;

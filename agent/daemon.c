@@ -32,6 +32,15 @@ static int64_t now_s(void)
 	return (int64_t)time(NULL);
 }
 
+/* The current second rounded up: a TTL counted from it lasts at least as
+ * long as asked, never a fraction of a second less. */
+static int64_t now_ceil_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec + (ts.tv_nsec > 0);
+}
+
 static void sha256_hex(const char *buf, size_t len, char out[65])
 {
 	unsigned char md[32];
@@ -42,8 +51,11 @@ static void sha256_hex(const char *buf, size_t len, char out[65])
 		snprintf(out + 2 * i, 3, "%02x", i < n ? md[i] : 0);
 }
 
-/* Loads, validates and fingerprints a policy. Errors go to d. */
-static int load_policy(const char *file, struct policy **out, char digest[65], struct diags *d)
+/* Loads, validates and fingerprints a policy; its bytes are kept (*text) so
+ * a commit-confirmed reload can put exactly this policy back, even after the
+ * file on disk was overwritten. Errors go to d. */
+static int load_policy(const char *file, struct policy **out, char digest[65], char **text,
+		       size_t *text_len, struct diags *d)
 {
 	char *buf;
 	size_t len;
@@ -51,10 +63,14 @@ static int load_policy(const char *file, struct policy **out, char digest[65], s
 	if (r < 0)
 		return r;
 	r = policy_parse(file, buf, len, out, d);
-	if (r == 0)
-		sha256_hex(buf, len, digest);
-	free(buf);
-	return r;
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
+	sha256_hex(buf, len, digest);
+	*text = buf;
+	*text_len = len;
+	return 0;
 }
 
 /* All errors of a diags list on one line, for the journal. */
@@ -109,7 +125,8 @@ static int on_save_timer(sd_event_source *s, uint64_t usec, void *ud)
 	return 0;
 }
 
-/* Marks the state changed; it is written once a burst of changes ends. */
+/* Marks the state changed; it is written once a burst of changes ends
+ * (expiry, bulk sources). */
 static void state_changed(struct daemon *d)
 {
 	d->state_dirty = true;
@@ -118,6 +135,14 @@ static void state_changed(struct daemon *d)
 		sd_event_source_set_time_relative(d->save_timer, SAVE_DELAY_USEC);
 		sd_event_source_set_enabled(d->save_timer, SD_EVENT_ONESHOT);
 	}
+}
+
+/* Writes the state before the caller acknowledges: a block the operator was
+ * told about must survive a crash a millisecond later. */
+static void state_changed_now(struct daemon *d)
+{
+	state_changed(d);
+	save_now(d);
 }
 
 /* ---- reconcile --------------------------------------------------------- */
@@ -330,7 +355,7 @@ int daemon_block(struct daemon *d, const struct cvz_prefix *p, enum bl_origin or
 	/* keep the old entry to undo if the kernel refuses */
 	struct bl_entry *old = bl_find(&d->bl, p, origin);
 	int64_t old_expires = old ? old->expires : 0;
-	int r = bl_add(&d->bl, p, origin, ttl, reason, incident, now_s());
+	int r = bl_add(&d->bl, p, origin, ttl, reason, incident, now_ceil_s());
 	if (r < 0) {
 		snprintf(err, errlen, "out of memory");
 		return r;
@@ -348,7 +373,7 @@ int daemon_block(struct daemon *d, const struct cvz_prefix *p, enum bl_origin or
 	}
 	audit(AE_ADDR_BLOCKED, &f, "Blocked %s (%s%s%s)", addr, f.origin, reason ? ": " : "",
 	      reason ? reason : "");
-	state_changed(d);
+	state_changed_now(d);
 	arm_expiry(d);
 	return 0;
 }
@@ -379,7 +404,7 @@ int daemon_unblock(struct daemon *d, const struct cvz_prefix *p, enum bl_origin 
 		audit(AE_KERNEL_ERROR, &f, "Could not unblock %s: %s", addr, err);
 	} else {
 		audit(AE_ADDR_UNBLOCKED, &f, "Unblocked %s (%s)", addr, f.origin);
-		state_changed(d);
+		state_changed_now(d);
 		arm_expiry(d);
 	}
 	free(saved.reason);
@@ -394,27 +419,19 @@ static void previous_path(const struct daemon *d, char *buf, size_t len)
 	snprintf(buf, len, "%s/%s", d->cfg->state_dir, POLICY_PREVIOUS);
 }
 
-/* Keeps a copy of the policy file being replaced, so a revert survives a
- * restart of the agent while the confirmation is pending. */
+/* Writes the bytes of the policy in force to state_dir, so a revert also
+ * works after a restart of the agent while the confirmation is pending. */
 static int keep_previous_copy(struct daemon *d)
 {
-	char *buf;
-	size_t len;
-	struct diags dg = { 0 };
 	char dst[4096];
-	int r = jp_read_file(d->policy->file, "policy", 64u << 20, &buf, &len, &dg);
-	diags_free(&dg);
-	if (r < 0)
-		return r;
 	previous_path(d, dst, sizeof(dst));
 	int fd = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	r = fd < 0 ? -errno : 0;
-	if (fd >= 0) {
-		if (write(fd, buf, len) != (ssize_t)len || fsync(fd) < 0)
-			r = -EIO;
-		close(fd);
-	}
-	free(buf);
+	if (fd < 0)
+		return -errno;
+	int r = 0;
+	if (write(fd, d->policy_text, d->policy_len) != (ssize_t)d->policy_len || fsync(fd) < 0)
+		r = -EIO;
+	close(fd);
 	return r;
 }
 
@@ -423,11 +440,13 @@ static void end_confirm_window(struct daemon *d)
 	char path[4096];
 	policy_free(d->previous);
 	d->previous = NULL;
+	free(d->previous_text);
+	d->previous_text = NULL;
 	d->sx.confirm_deadline = 0;
 	sd_event_source_set_enabled(d->confirm_timer, SD_EVENT_OFF);
 	previous_path(d, path, sizeof(path));
 	unlink(path);
-	state_changed(d);
+	state_changed_now(d);
 }
 
 static void revert_now(struct daemon *d)
@@ -443,6 +462,10 @@ static void revert_now(struct daemon *d)
 	struct policy *tmp = d->policy;
 	d->policy = d->previous;
 	d->previous = tmp;
+	char *text = d->policy_text;
+	d->policy_text = d->previous_text;
+	d->policy_len = d->previous_len;
+	d->previous_text = text;
 	memcpy(d->digest, d->previous_digest, sizeof(d->digest));
 	audit(AE_POLICY_REVERTED, &f,
 	      "Reload was not confirmed in time: restored the previous policy %.12s", d->digest);
@@ -482,7 +505,8 @@ static int reload_rejected(const char *what, const char *detail, const struct ac
 int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor *a, char *err,
 		  size_t errlen)
 {
-	char detail[2048], digest[65];
+	char detail[2048], digest[65], *text = NULL;
+	size_t text_len = 0;
 	struct diags dg = { 0 };
 	struct agent_config *cfg = NULL;
 	struct policy *p = NULL;
@@ -492,7 +516,7 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 	}
 	int r = config_load(d->config_path, &cfg, &dg);
 	if (r == 0)
-		r = load_policy(cfg->policy, &p, digest, &dg);
+		r = load_policy(cfg->policy, &p, digest, &text, &text_len, &dg);
 	if (r < 0) {
 		diags_line(&dg, detail, sizeof(detail));
 		diags_free(&dg);
@@ -502,6 +526,7 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 	diags_free(&dg);
 	if (confirm_within && (r = keep_previous_copy(d)) < 0) {
 		policy_free(p);
+		free(text);
 		config_free(cfg);
 		snprintf(err, errlen, "cannot keep a copy of the running policy in %s: %s",
 			 d->cfg->state_dir, strerror(-r));
@@ -510,18 +535,24 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 	r = apply_policy(d, p, false, detail, sizeof(detail));
 	if (r < 0) {
 		policy_free(p);
+		free(text);
 		config_free(cfg);
 		return reload_rejected("Policy", detail, a, err, errlen, r);
 	}
 	if (confirm_within) {
 		d->previous = d->policy;
+		d->previous_text = d->policy_text;
+		d->previous_len = d->policy_len;
 		memcpy(d->previous_digest, d->digest, sizeof(d->digest));
 		d->sx.confirm_deadline = now_s() + (int64_t)confirm_within;
 		arm_confirm(d);
 	} else {
 		policy_free(d->policy);
+		free(d->policy_text);
 	}
 	d->policy = p;
+	d->policy_text = text;
+	d->policy_len = text_len;
 	memcpy(d->digest, digest, sizeof(d->digest));
 	/* socket and state_dir changes need a restart; the rest applies now */
 	free(cfg->socket);
@@ -538,7 +569,7 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 		      d->digest, p->file, (unsigned long long)confirm_within);
 	else
 		audit(AE_POLICY_APPLIED, &f, "Applied policy %.12s from %s", d->digest, p->file);
-	state_changed(d);
+	state_changed_now(d);
 	return 0;
 }
 
@@ -674,7 +705,7 @@ static void restore_confirm_window(struct daemon *d)
 	if (!d->sx.confirm_deadline)
 		return;
 	previous_path(d, path, sizeof(path));
-	if (load_policy(path, &d->previous, digest, &dg) < 0) {
+	if (load_policy(path, &d->previous, digest, &d->previous_text, &d->previous_len, &dg) < 0) {
 		char detail[1024];
 		diags_line(&dg, detail, sizeof(detail));
 		struct audit_fields f = { .detail = detail };
@@ -698,6 +729,11 @@ static int add_timers(struct daemon *d)
 						   VERIFY_INTERVAL_USEC, 1000000ULL, on_verify_timer, d);
 	if (r < 0)
 		return r;
+	/* sd-event's default accuracy is 250 ms: expiry and repair must be
+	   prompt (a repair within a second is promised) */
+	sd_event_source_set_time_accuracy(d->expiry_timer, 1000);
+	sd_event_source_set_time_accuracy(d->repair_timer, 1000);
+	sd_event_source_set_time_accuracy(d->confirm_timer, 1000);
 	sd_event_source_set_enabled(d->expiry_timer, SD_EVENT_OFF);
 	sd_event_source_set_enabled(d->save_timer, SD_EVENT_OFF);
 	sd_event_source_set_enabled(d->confirm_timer, SD_EVENT_OFF);
@@ -757,7 +793,8 @@ static int load_all(struct daemon *d)
 	struct diags dg = { 0 };
 	int r = config_load(d->config_path, &d->cfg, &dg);
 	if (r == 0)
-		r = load_policy(d->cfg->policy, &d->policy, d->digest, &dg);
+		r = load_policy(d->cfg->policy, &d->policy, d->digest, &d->policy_text,
+				&d->policy_len, &dg);
 	if (r < 0) {
 		diags_print(&dg, stderr);
 		char detail[2048];
@@ -787,6 +824,8 @@ static void daemon_free(struct daemon *d)
 	sd_event_unref(d->ev);
 	policy_free(d->policy);
 	policy_free(d->previous);
+	free(d->policy_text);
+	free(d->previous_text);
 	config_free(d->cfg);
 	bl_free(&d->bl);
 	cvz_rangeset_free(&d->kernel);

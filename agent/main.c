@@ -209,6 +209,12 @@ static int call(const struct opts *o, json_t *req, json_t **reply)
 	json_t *r = NULL;
 	int e = req ? ctl_call(path, req, 30000, &r) : -ENOMEM;
 	json_decref(req);
+	if (e == -EACCES || e == -EPERM) {
+		/* the socket's mode keeps out anyone but root and its group */
+		fprintf(stderr, "cloudviz-agent: permission denied on %s: only root and members of "
+				"the socket's group may control the agent\n", path);
+		return EXIT_INVALID;
+	}
 	if (e < 0) {
 		fprintf(stderr, "cloudviz-agent: cannot reach the agent at %s: %s\n", path,
 			strerror(-e));

@@ -17,6 +17,8 @@ struct daemon {
 	const char *config_path;
 	struct agent_config *cfg;
 	struct policy *policy;
+	char *policy_text;        /* its bytes, to put it back after a reload */
+	size_t policy_len;
 	char digest[65];          /* sha256 of the policy file, hex */
 	struct blocklist bl;      /* runtime entries */
 	struct state_extra sx;
@@ -29,6 +31,8 @@ struct daemon {
 	int monitor_fd;
 	/* commit-confirmed reload */
 	struct policy *previous;
+	char *previous_text;
+	size_t previous_len;
 	char previous_digest[65];
 	sd_event_source *expiry_timer, *save_timer, *confirm_timer, *verify_timer,
 		*repair_timer;

@@ -26,6 +26,9 @@ static void test_redacts_secrets(void **state)
 	check("db_password=s3cret", "db_password=***REDACTED***");
 	check("{\"token\": \"t0k\"}", "{\"token\": \"***REDACTED***\"}");
 	check("Authorization: Bearer eyJhbGc.eyJzdWIi.sig-_~+/=", "Authorization: Bearer ***REDACTED***");
+	/* idempotent: what was redacted once is left as it is */
+	check("Authorization: Bearer ***REDACTED***", "Authorization: Bearer ***REDACTED***");
+	check("password=***REDACTED*** token=***REDACTED***", "password=***REDACTED*** token=***REDACTED***");
 	check("id 0123456789abcdefABCDEF here", "id ***REDACTED*** here");
 	/* ordinary text is left alone */
 	check("Multiple failed logins from 203.0.113.7", "Multiple failed logins from 203.0.113.7");
