@@ -10,18 +10,25 @@ A test script is
 
 main() exits 77 (skip) when not root, 1 when an assertion failed or the body
 raised, 0 otherwise, and runs every registered cleanup even on failure,
-SIGTERM or SIGINT.
+SIGTERM or SIGINT. main(..., journald=True) runs the test under with-journald.
+
+For the daemon tests: Daemon (`cloudviz-agent run` in a namespace, its
+control socket, stop/kill by pid) and Journal (the agent's entries in the
+private journal, and checks of their fields against docs/audit-events.md).
 """
 
 import contextlib
 import copy
+import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 
 import netns
@@ -31,6 +38,8 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 EXAMPLES = os.path.join(REPO, "policy", "examples")
 GOLDEN = os.path.join(HERE, "golden")
 AGENT = os.environ.get("CVZ_AGENT") or os.path.join(REPO, "build", "cloudviz-agent")
+WITH_JOURNALD = os.path.join(HERE, "with-journald")
+JOURNALD = "/lib/systemd/systemd-journald"
 SKIP_EXIT = 77
 
 
@@ -102,18 +111,29 @@ def _raise_exit(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def main(name, body):
+def main(name, body, journald=False):
+    """journald=True: the test reads the journal, so it re-executes itself
+    through with-journald (a private mount namespace with its own
+    systemd-journald) unless it already runs there."""
     r = Report(name)
     if os.geteuid() != 0:
         print("SKIP %s: needs root (network namespaces, nftables)" % name)
         sys.exit(SKIP_EXIT)
-    for tool in ("ip", "nft", "ping", "sysctl"):
+    tools = ("ip", "nft", "ping", "sysctl") + (("journalctl", "unshare") if journald else ())
+    for tool in tools:
         if shutil.which(tool) is None:
             print("SKIP %s: %s not installed" % (name, tool))
             sys.exit(SKIP_EXIT)
     if not (os.path.isfile(AGENT) and os.access(AGENT, os.X_OK)):
         print("FAIL %s: agent binary %s not found (run make, or set CVZ_AGENT)" % (name, AGENT))
         sys.exit(1)
+    if journald and os.environ.get("CVZ_IN_JOURNALD_NS") != "1":
+        if not os.access(JOURNALD, os.X_OK):
+            print("SKIP %s: %s not installed" % (name, JOURNALD))
+            sys.exit(SKIP_EXIT)
+        sys.stdout.flush()
+        os.execv(WITH_JOURNALD, [WITH_JOURNALD, sys.executable, os.path.abspath(sys.argv[0])]
+                 + sys.argv[1:])
     signal.signal(signal.SIGTERM, _raise_exit)
     signal.signal(signal.SIGHUP, _raise_exit)
     cleanups = Cleanups()
@@ -337,3 +357,302 @@ def check_logged(r, what, prefix, needles, logging_on, since):
     hits = [l for l in lines if all(n in l for n in needles)]
     r.check(hits, what, "no new kernel log line with %r and %s; newest lines with the prefix:\n%s"
             % (prefix, needles, "\n".join(lines[-5:]) or "(none)"))
+
+
+# -- the daemon (cloudviz-agent run) -------------------------------------------
+
+def wait_until(pred, timeout, interval=0.05):
+    """Calls pred() until it returns something true or timeout seconds pass.
+    Returns (value, seconds waited); value is the last (false) result on
+    timeout."""
+    t0 = time.monotonic()
+    while True:
+        v = pred()
+        waited = time.monotonic() - t0
+        if v or waited >= timeout:
+            return v, waited
+        time.sleep(interval)
+
+
+def sha256_file(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def set_elements(ns, name):
+    """The elements of set `name` of table inet cloudviz, as nft prints them
+    ("203.0.113.2", "198.51.100.0/24"); None if the set does not exist."""
+    p = nft(ns, "list", "set", "inet", "cloudviz", name, check=False)
+    if p.returncode != 0:
+        return None
+    m = re.search(r"elements = \{([^}]*)\}", p.stdout)
+    if not m:
+        return []
+    return [e.strip() for e in m.group(1).replace("\n", " ").split(",") if e.strip()]
+
+
+def nft_fast(ns, *args, check=False):
+    """nft in ns via nsenter --net: unlike `ip netns exec` no mount namespace
+    is created and torn down, which can take a good part of a second; for
+    tests that time what happens after an nft command."""
+    return netns.run(["nsenter", "--net=/run/netns/" + ns, "nft"] + list(args), check=check)
+
+
+def normalized_table(ns, fast=False):
+    """`nft list table inet cloudviz` with counter values zeroed (packets a
+    test sends change them) and without the table's ownership (the
+    "# progname ..." comment and the table's own "flags" line change when
+    its owner exits), or None if there is no table."""
+    p = nft_fast(ns, "list", "table", "inet", "cloudviz") if fast else \
+        nft(ns, "list", "table", "inet", "cloudviz", check=False)
+    if p.returncode != 0:
+        return None
+    t = re.sub(r"counter packets \d+ bytes \d+", "counter packets 0 bytes 0", p.stdout)
+    t = re.sub(r"^(table inet cloudviz \{) # progname .*$", r"\1", t, flags=re.M)
+    return re.sub(r"^\tflags [a-z, ]*\n\n?", "", t, count=1, flags=re.M)
+
+
+class Daemon:
+    """`cloudviz-agent run` inside network namespace ns, a child of this
+    process (killed by its pid, never by name). Its files live in tmp/name:
+    agent.json, state/, ctl.sock and agent.log (stdout and stderr of every
+    start). The directory is mode 0755 so other uids can reach the socket
+    (tmp itself must then be traversable too)."""
+
+    def __init__(self, cleanups, tmp, ns, policy, table_owner="off", name="agent", **extra):
+        self.ns = ns
+        self.dir = os.path.join(tmp, name)
+        os.makedirs(self.dir, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        self.socket = os.path.join(self.dir, "ctl.sock")
+        self.state_dir = os.path.join(self.dir, "state")
+        self.state_file = os.path.join(self.state_dir, "state.json")
+        self.config_path = os.path.join(self.dir, "agent.json")
+        self.log_path = os.path.join(self.dir, "agent.log")
+        self.config = {"node_id": "t1", "policy": policy, "state_dir": self.state_dir,
+                       "socket": self.socket, "table_owner": table_owner}
+        self.config.update(extra)
+        self.write_config()
+        self.proc = None
+        self.log_offset = 0
+        cleanups.add(self._reap)
+
+    def write_config(self, **changes):
+        """Updates keys (value None removes one) and rewrites agent.json."""
+        for k, v in changes.items():
+            if v is None:
+                self.config.pop(k, None)
+            else:
+                self.config[k] = v
+        with open(self.config_path, "w") as f:
+            json.dump(self.config, f, indent=2)
+            f.write("\n")
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, wait=True, prefix=(), timeout=10):
+        """Starts the agent (prefix: a wrapper command, e.g. unshare ...).
+        With wait, returns True once `status` answers, False if the agent
+        exited or did not answer within timeout."""
+        assert not self.running(), "agent already running"
+        self.log_offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
+        cmd = list(prefix) + ["ip", "netns", "exec", self.ns, AGENT, "run", "-c", self.config_path]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        return self.wait_ready(timeout) if wait else True
+
+    def wait_ready(self, timeout=10):
+        def ready():
+            if self.proc.poll() is not None:
+                return "exited"
+            return "ready" if self.ctl("status").returncode == 0 else None
+        v, _ = wait_until(ready, timeout)
+        return v == "ready"
+
+    def output(self):
+        """What the agent wrote to stdout/stderr since its last start."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self.log_offset)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def describe(self):
+        rc = self.proc.poll() if self.proc else None
+        return "agent pid %s, %s\nits output:\n%s" % (
+            self.pid, "running" if rc is None else "exit %s" % rc, self.output() or "(none)")
+
+    def send(self, sig):
+        os.kill(self.proc.pid, sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Sends sig and waits; returns the exit status (negative: killed by
+        a signal), or None if it did not exit in time (it is then killed)."""
+        if not self.running():
+            return self.proc.returncode if self.proc else None
+        os.kill(self.proc.pid, sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._reap()
+            return None
+
+    def kill9(self):
+        return self.stop(signal.SIGKILL)
+
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "SUMMARY: UndefinedBehaviorSanitizer")
+
+    def stop_ok(self, r, what="SIGTERM: exit 0"):
+        """Stops the agent with SIGTERM and asserts exit status 0 and no
+        sanitizer report in its output (CVZ_AGENT may be an ASan build)."""
+        rc = self.stop()
+        out = self.output()
+        clean = not any(m in out for m in self.SANITIZER_MARKS)
+        return r.check(rc == 0 and clean, what, self.describe())
+
+    def _reap(self):
+        if self.running():
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def ctl(self, *args, user=None, socket=None, timeout=30):
+        """Runs `cloudviz-agent CMD -s SOCKET ARGS...` (callers put options
+        before positional arguments). user: (uid, gid, [groups]) runs it
+        through setpriv as that user. Returns a CompletedProcess with two
+        extra attributes: pid (of the client process) and seconds (wall
+        time)."""
+        cmd = [AGENT, args[0], "-s", socket or self.socket] + [str(a) for a in args[1:]]
+        if user is not None:
+            uid, gid, groups = user
+            cmd = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid] + \
+                (["--groups=" + ",".join(str(g) for g in groups)] if groups else
+                 ["--clear-groups"]) + cmd
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        cp = subprocess.CompletedProcess(cmd, p.returncode, out, err)
+        cp.pid = p.pid
+        cp.seconds = time.monotonic() - t0
+        return cp
+
+    def ctl_json(self, *args):
+        """`CMD --json ...` parsed, or None (the failure is in .last)."""
+        self.last = p = self.ctl(args[0], "--json", *args[1:])
+        if p.returncode != 0:
+            return None
+        try:
+            return json.loads(p.stdout)
+        except ValueError:
+            return None
+
+    def status(self):
+        return self.ctl_json("status")
+
+    def entries(self, *args):
+        return self.ctl_json("list", *args)
+
+
+# -- the journal ---------------------------------------------------------------
+
+PRIORITIES = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5,
+              "info": 6, "debug": 7}
+
+
+def event_table():
+    """{event: (MESSAGE_ID, PRIORITY number)} from docs/audit-events.md."""
+    table_ = {}
+    with open(os.path.join(REPO, "docs", "audit-events.md")) as f:
+        for line in f:
+            m = re.match(r"^\|\s*`([a-z_]+)`\s*\|\s*`([0-9a-f]{32})`\s*\|\s*([a-z]+)\s*\|", line)
+            if m:
+                table_[m.group(1)] = (m.group(2), PRIORITIES[m.group(3)])
+    return table_
+
+
+class Journal:
+    """The agent's entries in the test's private journal (see with-journald),
+    oldest first. mark() and since= select what happened after a point."""
+
+    def __init__(self):
+        self.table = event_table()
+
+    def raw(self):
+        """All of `journalctl -o json` (every entry, not only the agent's)."""
+        return netns.run(["journalctl", "-o", "json", "--no-pager"], check=False).stdout
+
+    def entries(self):
+        out = netns.run(["journalctl", "-o", "json", "--no-pager",
+                         "SYSLOG_IDENTIFIER=cloudviz-agent"], check=False).stdout
+        got = []
+        for line in out.splitlines():
+            try:
+                got.append(json.loads(line))
+            except ValueError:
+                pass
+        return got
+
+    def mark(self):
+        return len(self.entries())
+
+    def events(self, event, since=0):
+        return [e for e in self.entries()[since:] if e.get("CLOUDVIZ_EVENT") == event]
+
+    def wait(self, event, since=0, timeout=3.0, match=None):
+        """The first entry of event after since (that match(e) accepts), waiting
+        up to timeout seconds for it; None if none came."""
+        def find():
+            for e in self.events(event, since):
+                if match is None or match(e):
+                    return e
+            return None
+        return wait_until(find, timeout, 0.1)[0]
+
+    def check(self, r, what, e, event, **fields):
+        """Asserts that e is an entry of event with every field the docs
+        promise (MESSAGE, MESSAGE_ID and PRIORITY of the table,
+        SYSLOG_IDENTIFIER, CLOUDVIZ_EVENT, CODE_FILE, CODE_LINE) and with the
+        given CLOUDVIZ_* fields (addr="..." checks CLOUDVIZ_ADDR): a value must
+        be equal, None must be absent, a callable must return true for it."""
+        if e is None:
+            return r.check(False, "journal: %s: %s" % (event, what), "no such entry")
+        bad = []
+        want_id, want_prio = self.table.get(event, (None, None))
+        basics = {"MESSAGE_ID": want_id, "PRIORITY": str(want_prio),
+                  "SYSLOG_IDENTIFIER": "cloudviz-agent", "CLOUDVIZ_EVENT": event}
+        for k, v in basics.items():
+            if e.get(k) != v:
+                bad.append("%s: expected %r, got %r" % (k, v, e.get(k)))
+        if not e.get("MESSAGE"):
+            bad.append("MESSAGE is missing or empty")
+        if not str(e.get("CODE_FILE", "")).endswith(".c"):
+            bad.append("CODE_FILE: %r" % e.get("CODE_FILE"))
+        if not str(e.get("CODE_LINE", "")).isdigit() or int(e["CODE_LINE"]) <= 0:
+            bad.append("CODE_LINE: %r" % e.get("CODE_LINE"))
+        for k, v in fields.items():
+            name = "CLOUDVIZ_" + k.upper()
+            got = e.get(name)
+            if v is None:
+                if got is not None:
+                    bad.append("%s: expected absent, got %r" % (name, got))
+            elif callable(v):
+                if got is None or not v(got):
+                    bad.append("%s: unexpected value %r" % (name, got))
+            elif got != str(v):
+                bad.append("%s: expected %r, got %r" % (name, str(v), got))
+        shown = ", ".join("%s=%s" % (k, "..." if callable(v) else v) for k, v in fields.items())
+        return r.check(not bad, "journal: %s%s: %s" % (event, " (%s)" % shown if shown else "", what),
+                       "\n".join(bad) + "\nentry: %s" % json.dumps(
+                           {k: v for k, v in e.items() if not k.startswith("_")}, indent=1))
