@@ -566,9 +566,9 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 	if (confirm_within)
 		audit(AE_POLICY_APPLIED, &f,
 		      "Applied policy %.12s from %s; it is reverted unless confirmed within %llus",
-		      d->digest, p->file, (unsigned long long)confirm_within);
+		      d->digest, d->cfg->policy, (unsigned long long)confirm_within);
 	else
-		audit(AE_POLICY_APPLIED, &f, "Applied policy %.12s from %s", d->digest, p->file);
+		audit(AE_POLICY_APPLIED, &f, "Applied policy %.12s from %s", d->digest, d->cfg->policy);
 	state_changed_now(d);
 	return 0;
 }
@@ -784,6 +784,9 @@ static int open_kernel(struct daemon *d)
 	r = nft_monitor_open(&d->monitor_fd);
 	if (r < 0)
 		return startup_failed("cannot watch nftables events", strerror(-r));
+	/* the kernel queues an event per element for every listener: our own
+	   big commits are made with our monitor unsubscribed */
+	nft_conn_set_monitor(d->nft, d->monitor_fd);
 	r = sd_event_add_io(d->ev, NULL, d->monitor_fd, EPOLLIN, on_monitor, d);
 	return r < 0 ? startup_failed("cannot watch nftables events", strerror(-r)) : 0;
 }

@@ -172,7 +172,13 @@ static int cmd_apply(const struct opts *o, int argc, char **argv)
 	if (rc != EXIT_OK)
 		return rc;
 	char err[1024] = "";
-	int r = nft_apply_table(&t, err, sizeof(err));
+	/* through a connection like the daemon's, so a table a stopped daemon
+	   left behind (persistent, without owner) is replaced too */
+	struct nft_conn *c = NULL;
+	int r = nft_conn_open(&c);
+	if (r == 0)
+		r = nft_conn_apply_table(c, &t, 0, err, sizeof(err));
+	nft_conn_close(c);
 	if (r < 0) {
 		fprintf(stderr, "%s: error: not applied, the ruleset is unchanged: %s\n", argv[0],
 			err[0] ? err : strerror(-r));

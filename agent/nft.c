@@ -32,6 +32,7 @@
 
 #include "cleanup.h"
 #include "nft.h"
+#include "nft_internal.h"
 #include "rule_plan.h"
 
 typedef unsigned __int128 u128;
@@ -45,7 +46,6 @@ typedef unsigned __int128 u128;
  * must stay below 64 KiB, and one element adds well under 100 bytes. */
 #define ELEMS_MSG_LIMIT 60000u
 #define UDATA_MAX 256 /* nftables' NFT_USERDATA_MAXLEN */
-#define REPLY_BUF_SIZE (UINT16_MAX + 4096u)
 #define REPLY_TIMEOUT_SECS 30
 
 /* nftables-private userdata keys (nftables include/payload.h, meta.h) and
@@ -64,39 +64,20 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct nftnl_set *, nftnl_set_free)
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct nftnl_chain *, nftnl_chain_free)
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct nftnl_udata_buf *, nftnl_udata_buf_free)
 
-/* What produced one message, to name it when the kernel refuses it. */
-struct origin {
-	const char *text; /* fw_rule/fw_set origin, may be NULL */
-	const char *what; /* "rule", "set", "chain", ... */
-	const char *name; /* set or chain name, may be NULL */
-	const char *chain; /* for a rule: its chain ... */
-	size_t rule;       /* ... and index, named when text is NULL */
-};
-
-struct batch {
-	struct nftnl_batch *nb;
-	uint32_t seq0;        /* sequence number of BATCH_BEGIN */
-	struct origin *orig;  /* orig[seq - seq0] */
-	size_t n_orig, cap_orig;
-	uint32_t n_acks;      /* messages sent with NLM_F_ACK */
-	uint32_t last_set_id;
-	uint32_t *set_ids;    /* ids of t->sets, by index */
-	const struct fw_table *t;
-};
-
-static void batch_free(struct batch *b)
+void nft_batch_free(struct nft_batch *b)
 {
-	nftnl_batch_free(b->nb);
+	if (b->nb) /* NULL after a failed allocation in nft_batch_init() */
+		nftnl_batch_free(b->nb);
 	free(b->orig);
 	free(b->set_ids);
 }
 
 /* Records who produced the next message and returns its sequence number. */
-static int batch_seq(struct batch *b, const struct origin *o, uint32_t *seq)
+static int batch_seq(struct nft_batch *b, const struct nft_origin *o, uint32_t *seq)
 {
 	if (b->n_orig == b->cap_orig) {
 		size_t ncap = b->cap_orig ? b->cap_orig * 2 : 64;
-		struct origin *n = reallocarray(b->orig, ncap, sizeof(*n));
+		struct nft_origin *n = reallocarray(b->orig, ncap, sizeof(*n));
 		if (!n)
 			return -ENOMEM;
 		b->orig = n;
@@ -108,8 +89,8 @@ static int batch_seq(struct batch *b, const struct origin *o, uint32_t *seq)
 }
 
 /* Starts an nf_tables message in the batch; every one asks for an ACK. */
-static int msg_start(struct batch *b, uint16_t type, uint16_t flags,
-		     const struct origin *o, struct nlmsghdr **nlh)
+int nft_msg_start(struct nft_batch *b, uint16_t type, uint16_t flags,
+		  const struct nft_origin *o, struct nlmsghdr **nlh)
 {
 	uint32_t seq;
 	int ret = batch_seq(b, o, &seq);
@@ -118,18 +99,20 @@ static int msg_start(struct batch *b, uint16_t type, uint16_t flags,
 	*nlh = nftnl_nlmsg_build_hdr(nftnl_batch_buffer(b->nb), type,
 				     NFPROTO_INET, flags | NLM_F_ACK, seq);
 	b->n_acks++;
+	if (flags & NLM_F_ECHO)
+		b->n_echo++;
 	return 0;
 }
 
 /* libmnl 1.0.4 leaves attribute padding as it finds it: zero what is left
  * of a fresh page so no stale heap bytes go to the kernel. */
-static void page_zero_tail(struct batch *b)
+static void page_zero_tail(struct nft_batch *b)
 {
 	memset(nftnl_batch_buffer(b->nb), 0,
 	       BATCH_PAGE_SIZE + BATCH_OVERRUN - nftnl_batch_buffer_len(b->nb));
 }
 
-static int msg_end(struct batch *b)
+int nft_msg_end(struct nft_batch *b)
 {
 	uint32_t before = nftnl_batch_buffer_len(b->nb);
 
@@ -140,47 +123,55 @@ static int msg_end(struct batch *b)
 	return 0;
 }
 
-static int batch_init(struct batch *b, const struct fw_table *t)
+int nft_batch_init(struct nft_batch *b, const struct fw_table *t, uint32_t seq0)
 {
-	static const struct origin batch_origin = { .text = "netlink batch", .what = "batch" };
+	static const struct nft_origin batch_origin = { .text = "netlink batch", .what = "batch" };
 	uint32_t seq;
 
 	memset(b, 0, sizeof(*b));
 	b->t = t;
-	b->seq0 = (uint32_t)time(NULL);
+	b->seq0 = seq0;
 	b->nb = nftnl_batch_alloc(BATCH_PAGE_SIZE, BATCH_OVERRUN);
-	b->set_ids = calloc(t->n_sets ? t->n_sets : 1, sizeof(*b->set_ids));
+	b->set_ids = calloc(t && t->n_sets ? t->n_sets : 1, sizeof(*b->set_ids));
 	if (!b->nb || !b->set_ids || batch_seq(b, &batch_origin, &seq) < 0)
 		return -ENOMEM;
 	page_zero_tail(b);
 	nftnl_batch_begin(nftnl_batch_buffer(b->nb), seq);
-	return msg_end(b);
+	return nft_msg_end(b);
 }
 
-static int batch_finish(struct batch *b)
+int nft_batch_finish(struct nft_batch *b)
 {
-	static const struct origin end_origin = { .text = "netlink batch", .what = "batch" };
+	static const struct nft_origin end_origin = { .text = "netlink batch", .what = "batch" };
 	uint32_t seq;
 	int ret = batch_seq(b, &end_origin, &seq);
 	if (ret < 0)
 		return ret;
 	nftnl_batch_end(nftnl_batch_buffer(b->nb), seq);
-	return msg_end(b);
+	return nft_msg_end(b);
 }
 
 /* ---- table and chains ---------------------------------------------------- */
 
-static int put_table(struct batch *b, uint16_t type, uint16_t flags)
+/* NLM_F_ECHO for the objects whose handles nftd.c records. */
+static uint16_t echo_flag(const struct nft_batch *b)
 {
-	static const struct origin o = { .what = "table" };
+	return b->echo ? NLM_F_ECHO : 0;
+}
+
+/* A NEWTABLE with table_flags < 0 carries no flags attribute: the kernel
+ * then leaves an existing table as it is. */
+static int put_table(struct nft_batch *b, uint16_t type, uint16_t flags, int64_t table_flags)
+{
+	static const struct nft_origin o = { .what = "table" };
 	struct nlmsghdr *nlh;
-	int ret = msg_start(b, type, flags, &o, &nlh);
+	int ret = nft_msg_start(b, type, flags, &o, &nlh);
 	if (ret < 0)
 		return ret;
 	mnl_attr_put_strz(nlh, NFTA_TABLE_NAME, FW_TABLE_NAME);
-	if (type == NFT_MSG_NEWTABLE)
-		mnl_attr_put_u32(nlh, NFTA_TABLE_FLAGS, 0);
-	return msg_end(b);
+	if (type == NFT_MSG_NEWTABLE && table_flags >= 0)
+		mnl_attr_put_u32(nlh, NFTA_TABLE_FLAGS, htonl((uint32_t)table_flags));
+	return nft_msg_end(b);
 }
 
 static const uint32_t hooknum[FW_HOOK_COUNT] = {
@@ -189,9 +180,9 @@ static const uint32_t hooknum[FW_HOOK_COUNT] = {
 	[FW_HOOK_OUTPUT] = NF_INET_LOCAL_OUT,
 };
 
-static int put_chain(struct batch *b, const struct fw_chain *c, enum fw_hook h)
+static int put_chain(struct nft_batch *b, const struct fw_chain *c, enum fw_hook h)
 {
-	const struct origin o = { .what = "chain", .name = fw_hook_name(h) };
+	const struct nft_origin o = { .what = "chain", .name = fw_hook_name(h) };
 	_cleanup_(nftnl_chain_freep) struct nftnl_chain *nc = nftnl_chain_alloc();
 	struct nlmsghdr *nlh;
 	int ret;
@@ -203,10 +194,10 @@ static int put_chain(struct batch *b, const struct fw_chain *c, enum fw_hook h)
 	nftnl_chain_set_u32(nc, NFTNL_CHAIN_HOOKNUM, hooknum[h]);
 	nftnl_chain_set_s32(nc, NFTNL_CHAIN_PRIO, 0);
 	nftnl_chain_set_u32(nc, NFTNL_CHAIN_POLICY, c->policy_drop ? NF_DROP : NF_ACCEPT);
-	if ((ret = msg_start(b, NFT_MSG_NEWCHAIN, NLM_F_CREATE, &o, &nlh)) < 0)
+	if ((ret = nft_msg_start(b, NFT_MSG_NEWCHAIN, NLM_F_CREATE | echo_flag(b), &o, &nlh)) < 0)
 		return ret;
 	nftnl_chain_nlmsg_build_payload(nlh, nc);
-	return msg_end(b);
+	return nft_msg_end(b);
 }
 
 /* ---- set elements ---------------------------------------------------------- */
@@ -258,14 +249,24 @@ static void key_bytes(u128 v, unsigned keylen, uint8_t *out)
 		out[keylen - 1 - k] = (uint8_t)(v >> (8 * k));
 }
 
-/* Writes elements into NEWSETELEM messages, starting a new one before the
+/* Where elements go: one set, messages of one type. */
+struct elem_dest {
+	uint16_t type, flags; /* NFT_MSG_NEWSETELEM or NFT_MSG_DELSETELEM, NLM_F_* */
+	const char *set;
+	uint32_t set_id;      /* the set is created in this batch; 0: it exists */
+	bool lead_end;        /* a full load's interval-end element at 0 */
+	nft_elem_cb on_elem;  /* may be NULL */
+	void *arg;
+};
+
+/* Writes elements into set element messages, starting a new one before the
  * elements nest could outgrow its 16-bit length. */
 struct elem_writer {
-	struct batch *b;
-	const struct origin *o;
-	const char *set;
-	uint32_t set_id;
+	struct nft_batch *b;
+	const struct nft_origin *o;
+	const struct elem_dest *d;
 	unsigned keylen;
+	size_t range; /* index of the range being written, for d->on_elem */
 	struct nlmsghdr *nlh;
 	struct nlattr *nest;
 	int err;
@@ -277,19 +278,20 @@ static void ew_flush(struct elem_writer *w)
 		return;
 	mnl_attr_nest_end(w->nlh, w->nest);
 	w->nlh = NULL;
-	w->err = msg_end(w->b);
+	w->err = nft_msg_end(w->b);
 }
 
 static void ew_open(struct elem_writer *w)
 {
-	int ret = msg_start(w->b, NFT_MSG_NEWSETELEM, NLM_F_CREATE, w->o, &w->nlh);
+	int ret = nft_msg_start(w->b, w->d->type, w->d->flags, w->o, &w->nlh);
 	if (ret < 0) {
 		w->err = ret;
 		return;
 	}
 	mnl_attr_put_strz(w->nlh, NFTA_SET_ELEM_LIST_TABLE, FW_TABLE_NAME);
-	mnl_attr_put_strz(w->nlh, NFTA_SET_ELEM_LIST_SET, w->set);
-	mnl_attr_put_u32(w->nlh, NFTA_SET_ELEM_LIST_SET_ID, htonl(w->set_id));
+	mnl_attr_put_strz(w->nlh, NFTA_SET_ELEM_LIST_SET, w->d->set);
+	if (w->d->set_id)
+		mnl_attr_put_u32(w->nlh, NFTA_SET_ELEM_LIST_SET_ID, htonl(w->d->set_id));
 	w->nest = mnl_attr_nest_start(w->nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
 }
 
@@ -305,6 +307,9 @@ static void ew_put(struct elem_writer *w, u128 key, bool end, bool open)
 	if (w->err)
 		return;
 	struct nlattr *elem = mnl_attr_nest_start(w->nlh, NFTA_LIST_ELEM);
+	if (w->d->on_elem)
+		w->err = w->d->on_elem(w->d->arg, w->nlh->nlmsg_seq,
+				       (uint32_t)((char *)elem - (char *)w->nlh), w->range);
 	if (end)
 		mnl_attr_put_u32(w->nlh, NFTA_SET_ELEM_FLAGS,
 				 htonl(NFT_SET_ELEM_INTERVAL_END));
@@ -324,22 +329,24 @@ static void ew_put(struct elem_writer *w, u128 key, bool end, bool open)
 }
 
 /* nft's interval encoding (src/intervals.c set_to_intervals): an
- * interval-end element at 0 unless the first range starts there, each range
- * as its start plus an end element at hi + 1, and a range that reaches the
- * top of the key space has no end but an "open interval" userdata flag. */
-static int put_elems(struct batch *b, const struct origin *o, const char *set,
-		     uint32_t set_id, const struct elem_src *s)
+ * interval-end element at 0 unless the first range starts there (only when
+ * a set is loaded whole: `add element` sends none), each range as its start
+ * plus an end element at hi + 1, and a range that reaches the top of the
+ * key space has no end but an "open interval" userdata flag. */
+static int put_elems(struct nft_batch *b, const struct nft_origin *o,
+		     const struct elem_dest *d, const struct elem_src *s)
 {
-	struct elem_writer w = { b, o, set, set_id, s->keylen, NULL, NULL, 0 };
+	struct elem_writer w = { b, o, d, s->keylen, 0, NULL, NULL, 0 };
 	u128 lo, hi, max = key_max(s->keylen);
 
 	for (size_t i = 0; i < s->n && !w.err; i++) {
 		s->at(s->v, i, &lo, &hi);
+		w.range = i;
 		if (!s->interval) {
 			ew_put(&w, lo, false, false);
 			continue;
 		}
-		if (i == 0 && lo != 0)
+		if (i == 0 && lo != 0 && d->lead_end)
 			ew_put(&w, 0, true, false);
 		ew_put(&w, lo, false, hi == max);
 		if (hi != max)
@@ -347,6 +354,31 @@ static int put_elems(struct batch *b, const struct origin *o, const char *set,
 	}
 	ew_flush(&w);
 	return w.err;
+}
+
+/* A full load into a set created in this batch. */
+static int put_new_elems(struct nft_batch *b, const struct nft_origin *o, const char *set,
+			 uint32_t set_id, const struct elem_src *s)
+{
+	const struct elem_dest d = { NFT_MSG_NEWSETELEM, NLM_F_CREATE, set, set_id, true, NULL, NULL };
+
+	return put_elems(b, o, &d, s);
+}
+
+int nft_put_gen_echo(struct nft_batch *b)
+{
+	return put_table(b, NFT_MSG_NEWTABLE, NLM_F_ECHO, -1);
+}
+
+int nft_put_range_elems(struct nft_batch *b, const struct nft_origin *o, uint16_t type,
+			uint16_t flags, const char *set, const struct cvz_rangeset *rs,
+			bool v6, nft_elem_cb on_elem, void *arg)
+{
+	const struct elem_dest d = { type, flags, set, 0, false, on_elem, arg };
+	const struct elem_src s = v6 ? (struct elem_src){ rs->v6, rs->n6, 16, true, at_v6 }
+				     : (struct elem_src){ rs->v4, rs->n4, 4, true, at_v4 };
+
+	return put_elems(b, o, &d, &s);
 }
 
 /* The size an anonymous set declares. nft counts two elements per range
@@ -418,14 +450,15 @@ static int set_common(struct nftnl_set *s, const char *name, uint32_t id,
 
 /* NLM_F_EXCL: the table is new, so an existing set can only be a second
  * fw_set of the same name, which the kernel would otherwise merge silently. */
-static int put_set_msg(struct batch *b, const struct origin *o, struct nftnl_set *s)
+static int put_set_msg(struct nft_batch *b, const struct nft_origin *o, struct nftnl_set *s)
 {
 	struct nlmsghdr *nlh;
-	int ret = msg_start(b, NFT_MSG_NEWSET, NLM_F_CREATE | NLM_F_EXCL, o, &nlh);
+	int ret = nft_msg_start(b, NFT_MSG_NEWSET, NLM_F_CREATE | NLM_F_EXCL | echo_flag(b),
+				o, &nlh);
 	if (ret < 0)
 		return ret;
 	nftnl_set_nlmsg_build_payload(nlh, s);
-	return msg_end(b);
+	return nft_msg_end(b);
 }
 
 static const struct set_key addr_key[2] = {
@@ -440,10 +473,10 @@ static struct elem_src set_elems(const struct fw_set *s)
 	return (struct elem_src){ s->elems.v6, s->elems.n6, 16, true, at_v6 };
 }
 
-static int put_named_set(struct batch *b, size_t i)
+static int put_named_set(struct nft_batch *b, size_t i)
 {
 	const struct fw_set *fs = &b->t->sets[i];
-	const struct origin o = { .text = fs->origin, .what = "set", .name = fs->name };
+	const struct nft_origin o = { .text = fs->origin, .what = "set", .name = fs->name };
 	_cleanup_(nftnl_set_freep) struct nftnl_set *s = nftnl_set_alloc();
 	bool rl = fs->kind == FW_SET_RATELIMIT;
 	uint32_t id = b->set_ids[i] = ++b->last_set_id;
@@ -462,19 +495,19 @@ static int put_named_set(struct batch *b, size_t i)
 		nftnl_set_set_u64(s, NFTNL_SET_TIMEOUT, fs->timeout_ms);
 	if ((ret = put_set_msg(b, &o, s)) < 0 || rl)
 		return ret;
-	const struct origin oe = { .text = fs->origin, .what = "elements of set",
+	const struct nft_origin oe = { .text = fs->origin, .what = "elements of set",
 				   .name = fs->name };
 	struct elem_src src = set_elems(fs);
-	return src.n ? put_elems(b, &oe, fs->name, id, &src) : 0;
+	return src.n ? put_new_elems(b, &oe, fs->name, id, &src) : 0;
 }
 
 /* An anonymous constant set, as nft creates for `{ a, b }` in a rule; the
  * rule then looks it up by *id. */
-static int put_anon_set(struct batch *b, const struct origin *ro,
+static int put_anon_set(struct nft_batch *b, const struct nft_origin *ro,
 			const struct set_key *k, const struct elem_src *src,
 			uint32_t *id)
 {
-	const struct origin o = { .text = ro->text, .what = "anonymous set of rule",
+	const struct nft_origin o = { .text = ro->text, .what = "anonymous set of rule",
 				  .chain = ro->chain, .rule = ro->rule };
 	_cleanup_(nftnl_set_freep) struct nftnl_set *s = nftnl_set_alloc();
 	uint32_t flags = NFT_SET_ANONYMOUS | NFT_SET_CONSTANT, sid = ++b->last_set_id;
@@ -488,7 +521,7 @@ static int put_anon_set(struct batch *b, const struct origin *ro,
 		return ret;
 	nftnl_set_set_u32(s, NFTNL_SET_DESC_SIZE, anon_set_size(src));
 	if ((ret = put_set_msg(b, &o, s)) < 0 ||
-	    (ret = put_elems(b, &o, "__set%d", sid, src)) < 0)
+	    (ret = put_new_elems(b, &o, "__set%d", sid, src)) < 0)
 		return ret;
 	*id = sid;
 	return 0;
@@ -499,10 +532,10 @@ static int put_anon_set(struct batch *b, const struct origin *ro,
 /* A rule under construction. Expression helpers record the first failure
  * in err and do nothing after it, so the builders read as the rule does. */
 struct rb {
-	struct batch *b;
+	struct nft_batch *b;
 	struct nftnl_rule *r;
 	const struct rule_plan *p;
-	struct origin o;
+	struct nft_origin o;
 	bool have_dep; /* the meta nfproto compare is in the rule */
 	int err;
 };
@@ -585,7 +618,7 @@ static void rb_lookup(struct rb *x, const char *set, uint32_t id)
 		nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SET_ID, id);
 }
 
-static uint32_t named_set_id(const struct batch *b, const char *name)
+static uint32_t named_set_id(const struct nft_batch *b, const char *name)
 {
 	for (size_t i = 0; i < b->t->n_sets; i++)
 		if (!strcmp(b->t->sets[i].name, name))
@@ -920,8 +953,8 @@ static int rule_comment(struct nftnl_rule *r, const char *comment)
 
 /* Anonymous sets go into the batch while the rule is built, so they precede
  * the NEWRULE that looks them up by id. */
-static int put_rule(struct batch *b, const struct rule_plan *p,
-		    const struct fw_rule *fr, const struct origin *o)
+static int put_rule(struct nft_batch *b, const struct rule_plan *p,
+		    const struct fw_rule *fr, const struct nft_origin *o)
 {
 	_cleanup_(nftnl_rule_freep) struct nftnl_rule *r = nftnl_rule_alloc();
 	struct rb x = { b, r, p, *o, false, 0 };
@@ -934,15 +967,16 @@ static int put_rule(struct batch *b, const struct rule_plan *p,
 	nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
 	if ((ret = rule_comment(r, fr->comment)) < 0 || (ret = rb_exprs(&x, fr)) < 0)
 		return ret;
-	if ((ret = msg_start(b, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, o, &nlh)) < 0)
+	if ((ret = nft_msg_start(b, NFT_MSG_NEWRULE,
+				 NLM_F_CREATE | NLM_F_APPEND | echo_flag(b), o, &nlh)) < 0)
 		return ret;
 	nftnl_rule_nlmsg_build_payload(nlh, r);
-	return msg_end(b);
+	return nft_msg_end(b);
 }
 
 /* ---- the batch --------------------------------------------------------------- */
 
-static void origin_where(const struct origin *o, char *buf, size_t len)
+void nft_origin_where(const struct nft_origin *o, char *buf, size_t len)
 {
 	if (o->text)
 		snprintf(buf, len, "%s", o->text);
@@ -952,14 +986,14 @@ static void origin_where(const struct origin *o, char *buf, size_t len)
 		snprintf(buf, len, "table inet %s", FW_TABLE_NAME);
 }
 
-static int put_rules(struct batch *b, char *err, size_t errlen)
+static int put_rules(struct nft_batch *b, char *err, size_t errlen)
 {
 	for (int h = 0; h < FW_HOOK_COUNT; h++) {
 		const struct fw_chain *c = &b->t->chains[h];
 
 		for (size_t i = 0; i < c->n_rules; i++) {
 			const struct fw_rule *fr = &c->rules[i];
-			const struct origin o = { .text = fr->origin, .what = "rule",
+			const struct nft_origin o = { .text = fr->origin, .what = "rule",
 						  .chain = fw_hook_name(h), .rule = i };
 			_cleanup_(rule_plan_free) struct rule_plan p = { 0 };
 			int ret = rule_plan_build(&p, fr, b->t);
@@ -967,7 +1001,7 @@ static int put_rules(struct batch *b, char *err, size_t errlen)
 			if (ret == -EINVAL) {
 				char where[256];
 
-				origin_where(&o, where, sizeof(where));
+				nft_origin_where(&o, where, sizeof(where));
 				snprintf(err, errlen, "%s: cannot express rule: %s",
 					 where, p.why);
 			}
@@ -978,7 +1012,7 @@ static int put_rules(struct batch *b, char *err, size_t errlen)
 	return 0;
 }
 
-static int put_sets(struct batch *b, char *err, size_t errlen)
+static int put_sets(struct nft_batch *b, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < b->t->n_sets; i++) {
 		const struct fw_set *s = &b->t->sets[i];
@@ -999,27 +1033,32 @@ static int put_sets(struct batch *b, char *err, size_t errlen)
 
 /* NEWTABLE (so that DELTABLE finds one), DELTABLE, NEWTABLE, then chains,
  * sets and rules in the order nft itself sends a table block. */
-static int build_batch(struct batch *b, const struct fw_table *t, char *err,
-		       size_t errlen)
+int nft_build_table_batch(struct nft_batch *b, const struct fw_table *t,
+			  const struct nft_table_opts *opts, uint32_t seq0,
+			  char *err, size_t errlen)
 {
 	int ret;
 
-	if ((ret = batch_init(b, t)) < 0 ||
-	    (ret = put_table(b, NFT_MSG_NEWTABLE, NLM_F_CREATE)) < 0 ||
-	    (ret = put_table(b, NFT_MSG_DELTABLE, 0)) < 0 ||
-	    (ret = put_table(b, NFT_MSG_NEWTABLE, NLM_F_CREATE | NLM_F_EXCL)) < 0)
+	if ((ret = nft_batch_init(b, t, seq0)) < 0)
+		return ret;
+	b->echo = opts->echo;
+	if ((ret = put_table(b, NFT_MSG_NEWTABLE, NLM_F_CREATE | echo_flag(b),
+			     opts->keep_flags ? -1 : 0)) < 0 ||
+	    (ret = put_table(b, NFT_MSG_DELTABLE, 0, 0)) < 0 ||
+	    (ret = put_table(b, NFT_MSG_NEWTABLE, NLM_F_CREATE | NLM_F_EXCL | echo_flag(b),
+			     opts->table_flags)) < 0)
 		return ret;
 	for (int h = 0; h < FW_HOOK_COUNT; h++)
 		if ((ret = put_chain(b, &t->chains[h], (enum fw_hook)h)) < 0)
 			return ret;
 	if ((ret = put_sets(b, err, errlen)) < 0 || (ret = put_rules(b, err, errlen)) < 0)
 		return ret;
-	return batch_finish(b);
+	return nft_batch_finish(b);
 }
 
 /* ---- talking to the kernel --------------------------------------------------- */
 
-static int open_socket(struct mnl_socket **out)
+int nft_socket_open(struct mnl_socket **out)
 {
 	_cleanup_(mnl_socket_closep) struct mnl_socket *nl =
 		mnl_socket_open(NETLINK_NETFILTER);
@@ -1043,7 +1082,7 @@ static int open_socket(struct mnl_socket **out)
 /* Raises a socket buffer to want bytes; the *FORCE variant (CAP_NET_ADMIN)
  * ignores net.core.[rw]mem_max. Failure is left to show up as EMSGSIZE or
  * ENOBUFS, which are reported. */
-static void grow_sockbuf(int fd, int opt, int opt_force, size_t want)
+void nft_grow_sockbuf(int fd, int opt, int opt_force, size_t want)
 {
 	int cur = 0, v = want > INT32_MAX / 2 ? INT32_MAX / 2 : (int)want;
 	socklen_t len = sizeof(cur);
@@ -1057,7 +1096,7 @@ static void grow_sockbuf(int fd, int opt, int opt_force, size_t want)
 /* nfnetlink runs one batch per sendmsg(): BEGIN..END must arrive together
  * or the kernel aborts the part without END. So all pages go out as one
  * iovec, with the send buffer grown to hold them. */
-static int batch_send(struct mnl_socket *nl, const struct batch *b)
+static int batch_send(struct mnl_socket *nl, const struct nft_batch *b)
 {
 	int fd = mnl_socket_get_fd(nl), n = nftnl_batch_iovec_len(b->nb);
 	_cleanup_(freep) struct iovec *iov = calloc((size_t)n, sizeof(*iov));
@@ -1071,9 +1110,11 @@ static int batch_send(struct mnl_socket *nl, const struct batch *b)
 	nftnl_batch_iovec(b->nb, iov, (uint32_t)n);
 	for (int i = 0; i < n; i++)
 		total += iov[i].iov_len;
-	grow_sockbuf(fd, SO_SNDBUF, SO_SNDBUFFORCE, total + 4096);
-	/* nftables' estimate: an ACK costs the receive queue ~1 KiB */
-	grow_sockbuf(fd, SO_RCVBUF, SO_RCVBUFFORCE, (size_t)b->n_acks * 1024);
+	nft_grow_sockbuf(fd, SO_SNDBUF, SO_SNDBUFFORCE, total + 4096);
+	/* nftables' estimate: an ACK costs the receive queue ~1 KiB; an echoed
+	 * object (a rule with its expressions) a few */
+	nft_grow_sockbuf(fd, SO_RCVBUF, SO_RCVBUFFORCE,
+			 (size_t)b->n_acks * 1024 + (size_t)b->n_echo * 4096);
 	msg.msg_iov = iov;
 	msg.msg_iovlen = (size_t)n;
 	sent = sendmsg(fd, &msg, 0);
@@ -1082,15 +1123,10 @@ static int batch_send(struct mnl_socket *nl, const struct batch *b)
 	return (size_t)sent == total ? 0 : -EMSGSIZE;
 }
 
-struct replies {
-	uint32_t got;
-	uint32_t err_seq;
-	int err;       /* positive errno of the first refusal, 0 = none */
-	char msg[128]; /* the kernel's extended ACK text, if any */
-};
-
-static void extack_text(const struct nlmsghdr *nlh, const struct nlmsgerr *e,
-			char *buf, size_t len)
+/* The kernel's reason text, and which attribute of the refused message
+ * it objects to (a set element, for element messages). */
+static void extack_parse(const struct nlmsghdr *nlh, const struct nlmsgerr *e,
+			 struct nft_replies *r)
 {
 	unsigned hlen = sizeof(*e);
 	const struct nlattr *a;
@@ -1102,14 +1138,17 @@ static void extack_text(const struct nlmsghdr *nlh, const struct nlmsgerr *e,
 	mnl_attr_for_each(a, nlh, hlen) {
 		if (mnl_attr_get_type(a) == NLMSGERR_ATTR_MSG &&
 		    mnl_attr_validate(a, MNL_TYPE_NUL_STRING) == 0)
-			snprintf(buf, len, "%s", mnl_attr_get_str(a));
+			snprintf(r->msg, sizeof(r->msg), "%s", mnl_attr_get_str(a));
+		if (mnl_attr_get_type(a) == NLMSGERR_ATTR_OFFS &&
+		    mnl_attr_validate(a, MNL_TYPE_U32) == 0)
+			r->err_off = mnl_attr_get_u32(a);
 	}
 }
 
 /* NLMSG_ERROR is both the ACK (error 0) and the refusal. */
 static int on_reply(const struct nlmsghdr *nlh, void *data)
 {
-	struct replies *r = data;
+	struct nft_replies *r = data;
 	const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
 
 	if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof(*e))) {
@@ -1121,24 +1160,31 @@ static int on_reply(const struct nlmsghdr *nlh, void *data)
 		return MNL_CB_OK;
 	r->err = e->error < 0 ? -e->error : e->error;
 	r->err_seq = nlh->nlmsg_seq;
-	extack_text(nlh, e, r->msg, sizeof(r->msg));
+	extack_parse(nlh, e, r);
 	return MNL_CB_STOP;
 }
 
-static int read_loop(struct mnl_socket *nl, char *buf, uint32_t want, struct replies *r)
+static int on_data(const struct nlmsghdr *nlh, void *data)
+{
+	struct nft_replies *r = data;
+
+	return r->on_data ? r->on_data(nlh, r->data) : MNL_CB_OK;
+}
+
+static int read_loop(struct mnl_socket *nl, char *buf, uint32_t want, struct nft_replies *r)
 {
 	static mnl_cb_t ctl[NLMSG_MIN_TYPE] = { [NLMSG_ERROR] = on_reply };
 	uint32_t portid = mnl_socket_get_portid(nl);
 
 	while (r->got < want && !r->err) {
-		ssize_t n = mnl_socket_recvfrom(nl, buf, REPLY_BUF_SIZE);
+		ssize_t n = mnl_socket_recvfrom(nl, buf, NFT_REPLY_BUF_SIZE);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return errno == EAGAIN ? -ETIMEDOUT : -errno;
 		/* seq 0: replies carry many sequence numbers, mapped later */
-		if (mnl_cb_run2(buf, (size_t)n, 0, portid, NULL, r, ctl, NLMSG_MIN_TYPE) < 0)
+		if (mnl_cb_run2(buf, (size_t)n, 0, portid, on_data, r, ctl, NLMSG_MIN_TYPE) < 0)
 			return -errno;
 	}
 	return 0;
@@ -1147,9 +1193,9 @@ static int read_loop(struct mnl_socket *nl, char *buf, uint32_t want, struct rep
 /* Reads replies until every ACK is in or the first refusal (replies come in
  * message order, so that is the root cause; the kernel has aborted). The
  * buffer is freed by hand: clang-analyzer does not follow _cleanup_. */
-static int read_replies(struct mnl_socket *nl, uint32_t want, struct replies *r)
+static int read_replies(struct mnl_socket *nl, uint32_t want, struct nft_replies *r)
 {
-	char *buf = malloc(REPLY_BUF_SIZE);
+	char *buf = malloc(NFT_REPLY_BUF_SIZE);
 	int ret;
 
 	if (!buf)
@@ -1159,60 +1205,70 @@ static int read_replies(struct mnl_socket *nl, uint32_t want, struct replies *r)
 	return ret;
 }
 
-static void report_refusal(const struct batch *b, const struct replies *r,
+static void report_refusal(const struct nft_batch *b, const struct nft_replies *r,
 			   char *err, size_t errlen)
 {
-	static const struct origin unknown = { .text = "netlink batch", .what = "message" };
+	static const struct nft_origin unknown = { .text = "netlink batch", .what = "message" };
 	size_t i = r->err_seq - b->seq0;
-	const struct origin *o = i < b->n_orig ? &b->orig[i] : &unknown;
+	const struct nft_origin *o = i < b->n_orig ? &b->orig[i] : &unknown;
 	char where[256];
 
-	origin_where(o, where, sizeof(where));
+	nft_origin_where(o, where, sizeof(where));
 	snprintf(err, errlen, "%s: kernel refused %s%s%s: %s%s%s%s", where, o->what,
 		 o->name ? " " : "", o->name ? o->name : "", strerror(r->err),
 		 r->msg[0] ? " (" : "", r->msg, r->msg[0] ? ")" : "");
 }
 
-static int talk(const struct batch *b, char *err, size_t errlen)
+int nft_batch_talk(struct mnl_socket *nl, const struct nft_batch *b, struct nft_replies *r,
+		   char *err, size_t errlen)
 {
-	_cleanup_(mnl_socket_closep) struct mnl_socket *nl = NULL;
-	struct replies r = { 0 };
 	int ret;
 
-	if ((ret = open_socket(&nl)) < 0) {
-		snprintf(err, errlen, "cannot open a netfilter netlink socket: %s",
-			 strerror(-ret));
-		return ret;
-	}
 	if ((ret = batch_send(nl, b)) < 0) {
 		snprintf(err, errlen, "cannot send the netlink batch: %s", strerror(-ret));
 		return ret;
 	}
-	if ((ret = read_replies(nl, b->n_acks, &r)) < 0) {
+	r->sent = true;
+	if ((ret = read_replies(nl, b->n_acks, r)) < 0) {
 		/* ENOBUFS: replies were dropped; the batch may have committed */
 		snprintf(err, errlen, "reading the kernel's replies: %s (table inet %s "
 			 "may or may not have been replaced)", strerror(-ret), FW_TABLE_NAME);
 		return ret;
 	}
-	if (r.err) {
-		report_refusal(b, &r, err, errlen);
-		return -r.err;
+	if (r->err) {
+		report_refusal(b, r, err, errlen);
+		return -r->err;
 	}
 	return 0;
 }
 
+static int talk(const struct nft_batch *b, char *err, size_t errlen)
+{
+	_cleanup_(mnl_socket_closep) struct mnl_socket *nl = NULL;
+	struct nft_replies r = { 0 };
+	int ret;
+
+	if ((ret = nft_socket_open(&nl)) < 0) {
+		snprintf(err, errlen, "cannot open a netfilter netlink socket: %s",
+			 strerror(-ret));
+		return ret;
+	}
+	return nft_batch_talk(nl, b, &r, err, errlen);
+}
+
 int nft_apply_table(const struct fw_table *t, char *err, size_t errlen)
 {
-	struct batch b;
+	static const struct nft_table_opts plain = { 0 };
+	struct nft_batch b;
 	int ret;
 
 	if (errlen)
 		err[0] = '\0';
-	ret = build_batch(&b, t, err, errlen);
+	ret = nft_build_table_batch(&b, t, &plain, (uint32_t)time(NULL), err, errlen);
 	if (ret < 0 && errlen && !err[0])
 		snprintf(err, errlen, "building the netlink batch: %s", strerror(-ret));
 	if (ret == 0)
 		ret = talk(&b, err, errlen);
-	batch_free(&b); /* by hand, like read_replies() */
+	nft_batch_free(&b); /* by hand, like read_replies() */
 	return ret;
 }

@@ -28,27 +28,50 @@ struct nft_conn;
 
 /* Opens the connection. Returns 0 or -errno. */
 int nft_conn_open(struct nft_conn **out);
+/* Closes it (NULL is fine). An owned table stays, persistent and orphaned,
+ * until the next connection replaces it. */
 void nft_conn_close(struct nft_conn *c);
 /* The netlink port id of the connection (events it caused carry it). */
 uint32_t nft_conn_portid(const struct nft_conn *c);
 /* True when the kernel supports both the owner (5.12) and the persist (6.9)
- * table flags. Probed once, in a throwaway table. */
+ * table flags. Probed once, in a throwaway table, by a batch that the kernel
+ * aborts: nothing is committed. */
 bool nft_have_owner_persist(struct nft_conn *c);
 /* nft_apply_table() on this connection, setting table_flags (0 or
- * NFT_TABLE_OWNER_PERSIST) on the new table. Remembers what it installed so
- * nft_conn_verify() can compare. */
+ * NFT_TABLE_OWNER_PERSIST) on the new table; it replaces a table of any
+ * flags, an orphaned persistent one included, but not one owned by another
+ * live socket (-EPERM, err names its netlink port). Remembers what it
+ * installed (handles echoed by the kernel, the blocklist ranges, the
+ * commit's generation) so nft_conn_verify() can compare. */
 int nft_conn_apply_table(struct nft_conn *c, const struct fw_table *t, uint32_t table_flags,
 			 char *err, size_t errlen);
+/* Names the caller's nft_monitor_open() socket (-1: none). Around its own
+ * commits of more than 10000 set elements the connection unsubscribes it:
+ * while anything listens to nftables events (on the whole host: the kernel
+ * asks per protocol, not per network namespace), it builds a notification
+ * per element and holds them all until the commit ends (a 1M-range
+ * blocklist: 16 GB of kernel memory and 35 s, instead of 240 MB and 2 s).
+ * A foreign commit the monitor may have missed meanwhile makes the next
+ * nft_conn_verify() read everything back. */
+void nft_conn_set_monitor(struct nft_conn *c, int fd);
 /* One transaction on the sets blocklist_v4/blocklist_v6: delete the ranges
  * in del, add those in add (both normalised, as rangeset_diff() returns
- * them). Only set elements change: no table rebuild. */
+ * them). Only set elements change: no table rebuild. A range to delete must
+ * be in the set exactly (-ENOENT), one to add must not overlap it
+ * (-EEXIST); err names it: "kernel refused adding 203.0.113.0/24 to
+ * blocklist_v4: File exists". */
 int nft_conn_set_delta(struct nft_conn *c, const struct cvz_rangeset *del,
 		       const struct cvz_rangeset *add, char *err, size_t errlen);
 /* Compares the kernel's table inet cloudviz with what this connection last
- * installed. Cheap by default: the ruleset generation id, then table flags,
- * chains, rule handles and set handles; set contents are read back only with
- * deep (or when the cheap check shows a difference). Returns 1 and a
- * description in detail when they differ, 0 when equal, -errno on error. */
+ * installed. Nothing is read when the ruleset generation is still the one
+ * last known equal. Otherwise cheap: table handle, flags, owner and use
+ * count, chains (handle, policy), rule handles, set handles; set contents
+ * are read back only with deep (or after nft_conn_set_monitor()'s gap), and
+ * not for an owned table's sets of more than 65536 ranges (no other socket
+ * can change them, and the kernel dumps them in quadratic time). Returns 1
+ * and a description in detail when they differ (also when our last change
+ * may or may not have been committed), 0 when equal, -ENODATA before the
+ * first apply, -errno on error. */
 int nft_conn_verify(struct nft_conn *c, bool deep, char *detail, size_t len);
 
 /* ---- watching for foreign changes ------------------------------------------- */

@@ -1,0 +1,120 @@
+#!/bin/bash
+# Developer self-test for agent/nftd.c (the daemon's netlink connection, set
+# deltas, verify, monitor). Needs root, nft. Everything runs in network
+# namespaces created here and deleted on exit.
+#
+#   suite      nftd_selftest.c's in-process tests (probe, owner+persist
+#              against foreign nft commands, re-take, monitor, deltas,
+#              verify, overrun, monitor pause) in a fresh namespace
+#   processes  the table outliving its owner: a process that exits, one
+#              killed with SIGKILL, and new processes taking it over
+#   bench      blocklist_v4 of BENCH_N ranges, one delta of BENCH_D ranges
+#              (50000/5000; BENCH=1 for 1000000/10000)
+#
+#   tests/dev/nftd_selftest.sh            plain build
+#   ASAN=1 tests/dev/nftd_selftest.sh     AddressSanitizer + UBSan + leaks
+#   VALGRIND=1 tests/dev/nftd_selftest.sh suite and processes under valgrind
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+
+OUT=build/dev
+BIN=$OUT/nftd_selftest
+NS=cvzD$$
+NSP=cvzP$$
+NSB=cvzB$$
+mkdir -p "$OUT"
+
+HOLD_PID=
+cleanup() {
+	[ -n "$HOLD_PID" ] && kill "$HOLD_PID" 2>/dev/null
+	ip netns del "$NS" 2>/dev/null
+	ip netns del "$NSP" 2>/dev/null
+	ip netns del "$NSB" 2>/dev/null
+}
+trap cleanup EXIT
+
+CFLAGS="-std=gnu11 -O1 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter -D_GNU_SOURCE -Iinclude"
+[ "${ASAN:-0}" = 1 ] && CFLAGS="$CFLAGS -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+# shellcheck disable=SC2046,SC2086
+gcc $CFLAGS $(pkg-config --cflags libnftnl libmnl) -o "$BIN" tests/dev/nftd_selftest.c \
+	agent/nftd.c agent/nft.c agent/rule_plan.c agent/addr.c agent/ruleset.c \
+	$(pkg-config --libs libnftnl libmnl) || exit 1
+
+RUN=("$BIN")
+[ "${VALGRIND:-0}" = 1 ] && RUN=(valgrind -q --leak-check=full "--errors-for-leak-kinds=definite,indirect" --error-exitcode=3 "$BIN")
+
+pass=0
+fail=0
+ok() { echo "PASS: $*"; pass=$((pass + 1)); }
+ko() { echo "FAIL: $*"; fail=$((fail + 1)); }
+check() { # what, command...
+	local what=$1
+	shift
+	if "$@"; then ok "$what"; else ko "$what"; fi
+}
+
+# ---- suite -------------------------------------------------------------------
+ip netns add "$NS" || exit 1
+if ip netns exec "$NS" "${RUN[@]}" suite; then ok "suite"; else ko "suite"; fi
+ip netns del "$NS"
+
+# ---- processes ----------------------------------------------------------------
+ip netns add "$NSP" || exit 1
+in_ns() { ip netns exec "$NSP" "$@"; }
+body() { in_ns nft list table inet cloudviz | grep -v -e '^table ' -e '^	flags '; }
+
+# hold FLAGS: starts a process that applies and keeps its connection open;
+# sets HOLD_PID and PORT, and HOLD_IN (its stdin; closing it ends it).
+hold() {
+	coproc HOLDER { in_ns "${RUN[@]}" hold "$1"; }
+	HOLD_PID=$HOLDER_PID
+	HOLD_IN=${HOLDER[1]}
+	read -r _ PORT <&"${HOLDER[0]}"
+}
+
+hold 6
+check "held: table owned by the holder's port $PORT" \
+	test "$(in_ns "$BIN" info)" = "flags 6 owner $PORT use 5"
+out=$(in_ns nft delete table inet cloudviz 2>&1)
+check "held: foreign nft delete table refused ($(echo "$out" | head -1))" \
+	grep -q "Operation not permitted" <<<"$out"
+before=$(body)
+eval "exec $HOLD_IN>&-" # EOF: the holder closes its connection and exits
+wait "$HOLD_PID"
+HOLD_PID=
+check "holder exited: table stays, persist only, owner cleared ($(in_ns "$BIN" info))" \
+	test "$(in_ns "$BIN" info)" = "flags 4 owner 0 use 5"
+check "holder exited: contents unchanged" test "$(body)" = "$before"
+check "orphan: foreign nft commands may change it again" in_ns nft add rule inet cloudviz input counter
+check "a new process takes the orphan over" in_ns "${RUN[@]}" retake
+
+hold 6
+kill -9 "$HOLD_PID"
+wait "$HOLD_PID" 2>/dev/null
+HOLD_PID=
+check "holder killed (SIGKILL): table stays, owner cleared ($(in_ns "$BIN" info))" \
+	test "$(in_ns "$BIN" info)" = "flags 4 owner 0 use 5"
+check "a new process takes it over after SIGKILL" in_ns "${RUN[@]}" retake
+
+hold 0
+eval "exec $HOLD_IN>&-"
+wait "$HOLD_PID"
+HOLD_PID=
+check "without flags: the table stays after exit ($(in_ns "$BIN" info))" \
+	test "$(in_ns "$BIN" info)" = "flags 0 owner 0 use 5"
+ip netns del "$NSP"
+
+# ---- bench ----------------------------------------------------------------------
+if [ "${VALGRIND:-0}" != 1 ]; then
+	if [ "${BENCH:-0}" = 1 ]; then
+		N=${BENCH_N:-1000000} D=${BENCH_D:-10000}
+	else
+		N=${BENCH_N:-50000} D=${BENCH_D:-5000}
+	fi
+	ip netns add "$NSB" || exit 1
+	if ip netns exec "$NSB" "$BIN" bench "$N" "$D"; then ok "bench"; else ko "bench"; fi
+	ip netns del "$NSB"
+fi
+
+echo "nftd_selftest: $pass passed, $fail failed"
+[ "$fail" = 0 ]
