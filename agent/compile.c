@@ -102,7 +102,7 @@ static int declare_rate_set(struct fw_table *t, const char *name, int fam,
 
 /* Emits one kernel rule for policy rule pr restricted to family fam (0 =
  * both) and to one input and one output interface (NULL = any). */
-static int emit_rule(struct fw_table *t, struct fw_chain *ch, size_t idx,
+static int emit_rule(struct fw_table *t, struct fw_chain *ch, const char *tag, size_t idx,
 		     const struct policy_rule *pr, int fam, const char *iif, const char *oif)
 {
 	struct fw_rule *r = fw_chain_add_rule(ch);
@@ -129,8 +129,8 @@ static int emit_rule(struct fw_table *t, struct fw_chain *ch, size_t idx,
 	r->has_limit = pr->has_limit;
 	r->limit = pr->limit;
 	if (pr->has_limit && pr->limit.per_source) {
-		snprintf(r->limit.rate_set, sizeof(r->limit.rate_set), "rate_%s_%zu_%s",
-			 fw_hook_name(ch->hook), idx, fam == NFPROTO_IPV4 ? "v4" : "v6");
+		snprintf(r->limit.rate_set, sizeof(r->limit.rate_set), "rate_%s_%zu_%s", tag, idx,
+			 fam == NFPROTO_IPV4 ? "v4" : "v6");
 		if (!err)
 			err = declare_rate_set(t, r->limit.rate_set, fam, pr);
 	}
@@ -184,7 +184,8 @@ static size_t rule_split(const struct policy_rule *pr, int fams[2])
 	return n;
 }
 
-static int compile_rule(struct fw_table *t, struct fw_chain *ch, size_t idx,
+/* tag names the rule list in rate-limit set names ("input", "failsafe"). */
+static int compile_rule(struct fw_table *t, struct fw_chain *ch, const char *tag, size_t idx,
 			const struct policy_rule *pr)
 {
 	int fams[2];
@@ -193,7 +194,7 @@ static int compile_rule(struct fw_table *t, struct fw_chain *ch, size_t idx,
 	for (size_t f = 0; f < nf; f++)
 		for (size_t i = 0; i < ni; i++)
 			for (size_t o = 0; o < no; o++) {
-				int err = emit_rule(t, ch, idx, pr, fams[f],
+				int err = emit_rule(t, ch, tag, idx, pr, fams[f],
 						    pr->n_iif ? pr->iif[i] : NULL,
 						    pr->n_oif ? pr->oif[o] : NULL);
 				if (err < 0)
@@ -284,9 +285,13 @@ int policy_compile_blocked(const struct policy *p, const struct cvz_rangeset *bl
 		const struct policy_chain *pc = &p->chains[h];
 		ch->hook = (enum fw_hook)h;
 		ch->policy_drop = pc->policy_drop;
-		err = add_blocklist_rules(ch, p->file);
+		/* failsafe first: before any blocklist or drop rule */
+		for (size_t i = 0; !err && h == FW_HOOK_INPUT && i < p->failsafe.n_rules; i++)
+			err = compile_rule(t, ch, "failsafe", i, &p->failsafe.rules[i]);
+		if (!err)
+			err = add_blocklist_rules(ch, p->file);
 		for (size_t i = 0; !err && i < pc->n_rules; i++)
-			err = compile_rule(t, ch, i, &pc->rules[i]);
+			err = compile_rule(t, ch, fw_hook_name(ch->hook), i, &pc->rules[i]);
 		if (!err && p->log_dropped && p->log_chains[h])
 			err = add_log_rule(ch, p);
 	}

@@ -516,6 +516,61 @@ static void chain_rules(struct jctx *c, const char *path, json_t *v, void *t)
 	}
 }
 
+/* "failsafe": rules like any other, but they only accept. */
+static void top_failsafe(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	struct policy_chain *fs = &POLICY(c)->failsafe;
+	POLICY(c)->has_failsafe = true;
+	if (!jp_want(c, path, v, JSON_ARRAY, "an array of rules"))
+		return;
+	fs->rules = calloc(json_array_size(v) + 1, sizeof(struct policy_rule));
+	if (!fs->rules) {
+		jp_err(c, path, false, "out of memory");
+		return;
+	}
+	size_t i;
+	json_t *item;
+	json_array_foreach(v, i, item) {
+		char rpath[JP_PATHLEN];
+		snprintf(rpath, sizeof(rpath), "%s[%zu]", path, i);
+		struct policy_rule *r = &fs->rules[fs->n_rules++];
+		size_t before = c->errors;
+		r->verdict = FW_VERDICT_ACCEPT;
+		jp_object(c, rpath, item, rule_keys, ELEMENTSOF(rule_keys), r);
+		if (r->verdict != FW_VERDICT_ACCEPT)
+			jp_err(c, rpath, false, "failsafe rules only accept");
+		else if (json_is_object(item) && c->errors == before)
+			check_rule(c, rpath, item, r, FW_HOOK_INPUT);
+		r->where = jp_where(c, rpath);
+	}
+}
+
+/* Without a "failsafe" key: SSH from the safelist, as Calico Felix's
+ * failsafe ports keep a node reachable whatever a policy or a feed says. */
+static int default_failsafe(struct policy *p)
+{
+	if (p->has_failsafe || p->n_safelist == 0)
+		return 0;
+	struct policy_rule *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	p->failsafe.rules = r;
+	p->failsafe.n_rules = 1;
+	r->l4proto[0] = IPPROTO_TCP;
+	r->n_l4proto = 1;
+	r->dport = calloc(1, sizeof(*r->dport));
+	r->saddr = calloc(p->n_safelist, sizeof(*r->saddr));
+	if (!r->dport || !r->saddr || asprintf(&r->where, "%s (failsafe default)", p->file) < 0)
+		return -ENOMEM;
+	r->dport[0] = (struct fw_portrange){ 22, 22 };
+	r->n_dport = 1;
+	memcpy(r->saddr, p->safelist, p->n_safelist * sizeof(*r->saddr));
+	r->n_saddr = p->n_safelist;
+	r->verdict = FW_VERDICT_ACCEPT;
+	snprintf(r->comment, sizeof(r->comment), "failsafe: ssh from the safelist");
+	return 0;
+}
+
 static const struct jp_key chain_keys[] = {
 	{ "policy", chain_policy },
 	{ "rules", chain_rules },
@@ -794,6 +849,7 @@ static const struct jp_key top_keys[] = {
 	{ "version", top_version },       { "allow_ssh_lockout", top_lockout },
 	{ "safelist", top_safelist },     { "blocklist", top_blocklist },
 	{ "chains", top_chains_parsed },  { "log_dropped", top_log_dropped },
+	{ "failsafe", top_failsafe },
 };
 
 /* ---- checks across the whole policy ------------------------------------- */
@@ -829,6 +885,9 @@ static void check_ssh_lockout(struct jctx *c)
 	const struct policy_chain *in = &POLICY(c)->chains[FW_HOOK_INPUT];
 	if (POLICY(c)->allow_ssh_lockout)
 		return;
+	for (size_t i = 0; i < POLICY(c)->failsafe.n_rules; i++)
+		if (may_match_ssh(&POLICY(c)->failsafe.rules[i]))
+			return;
 	for (size_t i = 0; i < in->n_rules; i++) {
 		const struct policy_rule *r = &in->rules[i];
 		if (r->verdict == FW_VERDICT_ACCEPT && may_match_ssh(r))
@@ -865,6 +924,8 @@ static void check_whole(struct jctx *c, json_t *root)
 			snprintf(path, sizeof(path), "safelist[%zu]", i);
 			jp_err(c, path, false, "a safelist of every address would disable all blocking");
 		}
+	if (c->errors == 0 && default_failsafe(p) < 0)
+		jp_err(c, "failsafe", false, "out of memory");
 	/* the guard reasons about valid rules only: a rule with an error in it
 	   would make its verdict look like a lockout */
 	if (c->errors == 0)
@@ -923,9 +984,10 @@ void policy_free(struct policy *p)
 {
 	if (!p)
 		return;
-	for (int h = 0; h < FW_HOOK_COUNT; h++) {
-		for (size_t i = 0; i < p->chains[h].n_rules; i++) {
-			struct policy_rule *r = &p->chains[h].rules[i];
+	for (int h = 0; h <= FW_HOOK_COUNT; h++) {
+		struct policy_chain *ch = h < FW_HOOK_COUNT ? &p->chains[h] : &p->failsafe;
+		for (size_t i = 0; i < ch->n_rules; i++) {
+			struct policy_rule *r = &ch->rules[i];
 			free(r->where);
 			free(r->iif);
 			free(r->oif);
@@ -935,7 +997,7 @@ void policy_free(struct policy *p)
 			free(r->dport);
 			free(r->icmp_type);
 		}
-		free(p->chains[h].rules);
+		free(ch->rules);
 	}
 	for (size_t i = 0; i < p->n_list_files; i++)
 		free(p->list_files[i]);

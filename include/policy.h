@@ -61,6 +61,10 @@ struct policy {
 	struct fw_limit log_limit; /* per_source false */
 	bool log_chains[FW_HOOK_COUNT];
 	struct policy_chain chains[FW_HOOK_COUNT];
+	/* accepted in input before any blocklist or drop rule, whatever any
+	   source says; default: tcp 22 from the safelist */
+	struct policy_chain failsafe;
+	bool has_failsafe; /* the key was given (an empty list disables it) */
 };
 
 /* Reads and validates the policy in file. Every problem is added to d as

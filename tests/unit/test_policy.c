@@ -204,7 +204,7 @@ static void test_column_counts_characters(void **state)
 	const char *text = "{\"version\": 1, \"x\u00e9\u00e9\": 1, \"chains\": {}}";
 	int rc;
 	char *got = errors_of(text, &rc);
-	assert_string_equal(got, "p.json:1:16: error: x\u00e9\u00e9: unknown key \"x\u00e9\u00e9\" (expected one of: version, allow_ssh_lockout, safelist, blocklist, chains, log_dropped)\n");
+	assert_string_equal(got, "p.json:1:16: error: x\u00e9\u00e9: unknown key \"x\u00e9\u00e9\" (expected one of: version, allow_ssh_lockout, safelist, blocklist, chains, log_dropped, failsafe)\n");
 	free(got);
 }
 
@@ -293,8 +293,13 @@ static void test_compile_node(void **state)
 	assert_string_equal(t.sets[0].name, "blocklist_v4");
 	assert_string_equal(t.sets[1].name, "blocklist_v6");
 	const struct fw_chain *in = &t.chains[FW_HOOK_INPUT];
-	/* 2 blocklist + lo + ct + 22/80/443 + 8000 v4 + 8000 v6 + db + icmp + icmpv6 + log */
-	assert_int_equal(in->n_rules, 11);
+	/* failsafe + 2 blocklist + lo + ct + 22/80/443 + 8000 v4 + 8000 v6 + db +
+	   icmp + icmpv6 + log */
+	assert_int_equal(in->n_rules, 12);
+	assert_string_equal(in->rules[0].comment, "failsafe: ssh from the safelist");
+	assert_int_equal(in->rules[0].n_saddr, 3);
+	assert_int_equal(in->rules[0].verdict, FW_VERDICT_ACCEPT);
+	in = &(struct fw_chain){ .rules = in->rules + 1, .n_rules = in->n_rules - 1 };
 	assert_string_equal(in->rules[0].saddr_set, "blocklist_v4");
 	assert_int_equal(in->rules[0].verdict, FW_VERDICT_DROP);
 	assert_string_equal(in->rules[2].iifname, "lo");
@@ -352,11 +357,11 @@ static void test_compile_blocklist_and_rate(void **state)
 	assert_int_equal(t.sets[2].timeout_ms, 60000);
 	assert_string_equal(t.sets[3].name, "rate_input_0_v6");
 	const struct fw_chain *in = &t.chains[FW_HOOK_INPUT];
-	assert_int_equal(in->n_rules, 4);
-	assert_string_equal(in->rules[2].limit.rate_set, "rate_input_0_v4");
-	assert_int_equal(in->rules[2].limit.rate, 100);
-	assert_int_equal(in->rules[2].limit.burst, 20);
-	assert_int_equal(in->rules[3].family, NFPROTO_IPV6);
+	assert_int_equal(in->n_rules, 5); /* failsafe, 2 blocklist, v4, v6 */
+	assert_string_equal(in->rules[3].limit.rate_set, "rate_input_0_v4");
+	assert_int_equal(in->rules[3].limit.rate, 100);
+	assert_int_equal(in->rules[3].limit.burst, 20);
+	assert_int_equal(in->rules[4].family, NFPROTO_IPV6);
 	fw_table_free(&t);
 	diags_free(&d);
 }
@@ -375,6 +380,30 @@ static void test_lockout_allowed(void **state)
 	text = "{\"version\": 1, \"chains\": {\"input\": {\"policy\": \"drop\", \"rules\": ["
 	       "{\"proto\": \"tcp\", \"dport\": \"20-30\", \"saddr\": \"192.0.2.0/24\", \"action\": \"accept\"}]}}}";
 	assert_int_equal(policy_parse("p.json", text, strlen(text), &p, &d), 0);
+	policy_free(p);
+	diags_free(&d);
+}
+
+/* The failsafe: default ssh from the safelist, explicit rules, or none. */
+static void test_failsafe(void **state)
+{
+	(void)state;
+	int rc;
+	char *got = errors_of("{\"version\": 1, \"chains\": {}, \"failsafe\": [{\"proto\": \"tcp\", \"dport\": 22, \"action\": \"drop\"}]}", &rc);
+	assert_string_equal(got, "p.json:1:43: error: failsafe[0]: failsafe rules only accept\n");
+	free(got);
+	const char *text = "{\"version\": 1, \"safelist\": [\"192.0.2.0/24\"], \"failsafe\": [],"
+			   " \"chains\": {\"input\": {\"policy\": \"drop\", \"rules\": [{\"proto\": \"tcp\", \"dport\": 22, \"action\": \"accept\"}]}}}";
+	struct diags d = { 0 };
+	struct policy *p = NULL;
+	assert_int_equal(policy_parse("p.json", text, strlen(text), &p, &d), 0);
+	assert_int_equal(p->failsafe.n_rules, 0); /* [] disables the default */
+	policy_free(p);
+	/* a failsafe that accepts ssh satisfies the lockout guard */
+	text = "{\"version\": 1, \"safelist\": [\"192.0.2.0/24\"], \"chains\": {\"input\": {\"policy\": \"drop\"}}}";
+	assert_int_equal(policy_parse("p.json", text, strlen(text), &p, &d), 0);
+	assert_int_equal(p->failsafe.n_rules, 1);
+	assert_int_equal(p->failsafe.rules[0].dport[0].lo, 22);
 	policy_free(p);
 	diags_free(&d);
 }
@@ -401,6 +430,7 @@ int main(void)
 		cmocka_unit_test(test_compile_node),
 		cmocka_unit_test(test_compile_blocklist_and_rate),
 		cmocka_unit_test(test_lockout_allowed),
+		cmocka_unit_test(test_failsafe),
 		cmocka_unit_test(test_unreadable),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
