@@ -199,7 +199,7 @@ void bl_free(struct blocklist *b)
 	memset(b, 0, sizeof(*b));
 }
 
-static int add_never_blockable(struct cvz_rangeset *safe)
+int bl_never_blockable(struct cvz_rangeset *safe)
 {
 	int err = 0;
 	for (size_t i = 0; !err && i < ELEMENTSOF(special); i++) {
@@ -215,26 +215,13 @@ int blocklist_desired(const struct blocklist *b, const struct cvz_prefix *policy
 		      size_t n_policy, const struct cvz_prefix *safelist, size_t n_safe,
 		      struct cvz_rangeset *out)
 {
-	struct cvz_rangeset want = { 0 }, safe = { 0 };
-	int err = add_never_blockable(&safe);
-	for (size_t i = 0; !err && i < n_policy; i++)
-		err = cvz_rangeset_add_prefix(&want, &policy_blocked[i]);
-	for (size_t i = 0; !err && i < b->n; i++)
-		err = cvz_rangeset_add_prefix(&want, &b->v[i].prefix);
-	for (size_t i = 0; !err && i < n_safe; i++)
-		err = cvz_rangeset_add_prefix(&safe, &safelist[i]);
-	if (!err) {
-		cvz_rangeset_normalize(&want);
-		cvz_rangeset_normalize(&safe);
-		err = cvz_rangeset_subtract(&want, &safe);
-	}
-	cvz_rangeset_free(&safe);
-	if (err) {
-		cvz_rangeset_free(&want);
+	struct bl_view v;
+	int err = bl_view_init(&v, policy_blocked, n_policy, safelist, n_safe);
+	if (err)
 		return err;
-	}
-	*out = want;
-	return 0;
+	err = bl_view_desired(&v, b, out);
+	bl_view_free(&v);
+	return err;
 }
 
 /* Walks two sorted arrays of ranges of one family; ranges present in exactly

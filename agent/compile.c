@@ -269,6 +269,33 @@ static int add_blocklist_sets(struct fw_table *t, const struct policy *p,
 	return 0;
 }
 
+/* The reply direction of a failsafe rule: established traffic back to the
+ * sources it admits (addresses, ports and interfaces swapped). It borrows
+ * the arrays of r; compile_rule() copies what it keeps. */
+static struct policy_rule mirror_failsafe(const struct policy_rule *r)
+{
+	struct policy_rule m = {
+		.where = r->where,
+		.oif = r->iif,
+		.n_oif = r->n_iif,
+		.family = r->family,
+		.saddr = r->daddr,
+		.n_saddr = r->n_daddr,
+		.daddr = r->saddr,
+		.n_daddr = r->n_saddr,
+		.n_l4proto = r->n_l4proto,
+		.sport = r->dport,
+		.n_sport = r->n_dport,
+		.dport = r->sport,
+		.n_dport = r->n_sport,
+		.ct_state = FW_CT_ESTABLISHED,
+		.verdict = FW_VERDICT_ACCEPT,
+	};
+	memcpy(m.l4proto, r->l4proto, sizeof(m.l4proto));
+	snprintf(m.comment, sizeof(m.comment), "%.100s%sreplies", r->comment, r->comment[0] ? ": " : "failsafe ");
+	return m;
+}
+
 int policy_compile(const struct policy *p, struct fw_table *t)
 {
 	return policy_compile_blocked(p, NULL, t);
@@ -285,9 +312,15 @@ int policy_compile_blocked(const struct policy *p, const struct cvz_rangeset *bl
 		const struct policy_chain *pc = &p->chains[h];
 		ch->hook = (enum fw_hook)h;
 		ch->policy_drop = pc->policy_drop;
-		/* failsafe first: before any blocklist or drop rule */
+		/* failsafe first: before any blocklist or drop rule, and its replies
+		   before the output blocklist, or a blocked address inside a
+		   failsafe could connect but never hear back */
 		for (size_t i = 0; !err && h == FW_HOOK_INPUT && i < p->failsafe.n_rules; i++)
 			err = compile_rule(t, ch, "failsafe", i, &p->failsafe.rules[i]);
+		for (size_t i = 0; !err && h == FW_HOOK_OUTPUT && i < p->failsafe.n_rules; i++) {
+			struct policy_rule reply = mirror_failsafe(&p->failsafe.rules[i]);
+			err = compile_rule(t, ch, "failsafe_reply", i, &reply);
+		}
 		if (!err)
 			err = add_blocklist_rules(ch, p->file);
 		for (size_t i = 0; !err && i < pc->n_rules; i++)

@@ -147,11 +147,12 @@ static void state_changed_now(struct daemon *d)
 
 /* ---- reconcile --------------------------------------------------------- */
 
-static int desired_set(const struct daemon *d, const struct policy *p, struct cvz_rangeset *out)
+/* The normalised blocklist of policy p; built once per policy applied. */
+static int view_of(const struct policy *p, struct bl_view *v)
 {
 	if (!p)
 		return -EINVAL;
-	return blocklist_desired(&d->bl, p->blocked, p->n_blocked, p->safelist, p->n_safelist, out);
+	return bl_view_init(v, p->blocked, p->n_blocked, p->safelist, p->n_safelist);
 }
 
 /* The table without its blocklist elements, as text: two policies with the
@@ -219,7 +220,13 @@ static int apply_policy(struct daemon *d, const struct policy *p, bool force, ch
 {
 	struct cvz_rangeset want;
 	struct fw_table t;
-	int r = desired_set(d, p, &want);
+	struct bl_view view;
+	int r = view_of(p, &view);
+	if (r == 0) {
+		r = bl_view_desired(&view, &d->bl, &want);
+		if (r < 0)
+			bl_view_free(&view);
+	}
 	if (r < 0) {
 		snprintf(err, len, "%s", strerror(-r));
 		return r;
@@ -228,6 +235,7 @@ static int apply_policy(struct daemon *d, const struct policy *p, bool force, ch
 	if (r < 0) {
 		snprintf(err, len, "cannot compile: %s", strerror(-r));
 		cvz_rangeset_free(&want);
+		bl_view_free(&view);
 		return r;
 	}
 	char *skel = table_skeleton(&t, d->table_flags);
@@ -247,6 +255,12 @@ static int apply_policy(struct daemon *d, const struct policy *p, bool force, ch
 	}
 	fw_table_free(&t);
 	cvz_rangeset_free(&want);
+	if (r == 0) { /* the caller makes p the policy in force */
+		bl_view_free(&d->view);
+		d->view = view;
+	} else {
+		bl_view_free(&view);
+	}
 	return r;
 }
 
@@ -255,17 +269,40 @@ static int apply_full(struct daemon *d, const struct policy *p, char *err, size_
 	return apply_policy(d, p, true, err, len);
 }
 
-/* Sends only the blocklist elements that changed. */
+/* Sends only the blocklist elements that changed, after many entries
+ * changed at once (expiry): one pass over the whole set. */
 static int sync_blocklist(struct daemon *d, char *err, size_t len)
 {
 	struct cvz_rangeset want;
-	int r = desired_set(d, d->policy, &want);
+	int r = bl_view_desired(&d->view, &d->bl, &want);
 	if (r < 0) {
 		snprintf(err, len, "%s", strerror(-r));
 		return r;
 	}
 	r = send_delta(d, &want, err, len);
 	cvz_rangeset_free(&want);
+	return r;
+}
+
+/* The same after entries covering one prefix changed: only the kernel
+ * ranges touching it are recomputed, whatever the size of the lists. */
+static int sync_prefix(struct daemon *d, const struct cvz_prefix *p, char *err, size_t len)
+{
+	struct cvz_rangeset del = { 0 }, add = { 0 };
+	int r = bl_view_window(&d->view, &d->bl, &d->kernel, p, &del, &add);
+	size_t n = r == 0 ? del.n4 + del.n6 + add.n4 + add.n6 : 0;
+	if (r == 0 && n)
+		r = nft_conn_set_delta(d->nft, &del, &add, err, len);
+	else if (r < 0)
+		snprintf(err, len, "%s", strerror(-r));
+	if (r == 0 && n) {
+		r = rangeset_apply_delta(&d->kernel, &del, &add);
+		d->elements_sent += n;
+		if (r < 0) /* the kernel has it; our copy must be rebuilt */
+			r = sync_blocklist(d, err, len);
+	}
+	cvz_rangeset_free(&del);
+	cvz_rangeset_free(&add);
 	return r;
 }
 
@@ -361,7 +398,7 @@ int daemon_block(struct daemon *d, const struct cvz_prefix *p, enum bl_origin or
 		return r;
 	}
 	bool added = r == 1;
-	r = sync_blocklist(d, err, errlen);
+	r = sync_prefix(d, p, err, errlen);
 	if (r < 0) {
 		if (added)
 			bl_remove(&d->bl, p, origin);
@@ -396,7 +433,7 @@ int daemon_unblock(struct daemon *d, const struct cvz_prefix *p, enum bl_origin 
 	saved.reason = e->reason ? strdup(e->reason) : NULL;
 	saved.incident = e->incident ? strdup(e->incident) : NULL;
 	bl_remove(&d->bl, p, origin);
-	int r = sync_blocklist(d, err, errlen);
+	int r = sync_prefix(d, p, err, errlen);
 	if (r < 0) {
 		bl_add(&d->bl, p, origin, 0, saved.reason, saved.incident, saved.created);
 		bl_find(&d->bl, p, origin)->expires = saved.expires;
@@ -833,6 +870,7 @@ static void daemon_free(struct daemon *d)
 	bl_free(&d->bl);
 	cvz_rangeset_free(&d->kernel);
 	free(d->skeleton);
+	bl_view_free(&d->view);
 }
 
 /* The start-up order: load and validate everything first, then restore the

@@ -70,6 +70,35 @@ int blocklist_desired(const struct blocklist *b, const struct cvz_prefix *policy
 		      size_t n_policy, const struct cvz_prefix *safelist, size_t n_safe,
 		      struct cvz_rangeset *out);
 
+/* The blocklist as the kernel must hold it, kept incrementally: the policy
+ * and list entries normalised once per policy, and what may never be blocked
+ * (safelist, loopback, unspecified, multicast). */
+struct bl_view {
+	struct cvz_rangeset policy;
+	struct cvz_rangeset safe;
+};
+
+/* Builds the view. Returns 0 or -ENOMEM (v untouched). */
+int bl_view_init(struct bl_view *v, const struct cvz_prefix *policy_blocked, size_t n_policy,
+		 const struct cvz_prefix *safelist, size_t n_safe);
+void bl_view_free(struct bl_view *v);
+/* (policy ∪ runtime entries) − safe, in one pass over the view. */
+int bl_view_desired(const struct bl_view *v, const struct blocklist *b, struct cvz_rangeset *out);
+/* After entries covering `changed` were added to or removed from b: the
+ * delta (as rangeset_diff returns it) that brings the normalised kernel set
+ * to the desired state. Only the kernel ranges touching `changed` are
+ * recomputed, so the cost does not grow with the size of the lists. */
+int bl_view_window(const struct bl_view *v, const struct blocklist *b,
+		   const struct cvz_rangeset *kernel, const struct cvz_prefix *changed,
+		   struct cvz_rangeset *del, struct cvz_rangeset *add);
+/* kernel := kernel − del ∪ add for a delta from bl_view_window() or
+ * rangeset_diff(). Returns 0, -EINVAL when del is not in kernel (kernel
+ * untouched), or -ENOMEM (the IPv4 half may already be applied). */
+int rangeset_apply_delta(struct cvz_rangeset *kernel, const struct cvz_rangeset *del,
+			 const struct cvz_rangeset *add);
+/* Adds the never-blockable ranges (loopback, unspecified, multicast). */
+int bl_never_blockable(struct cvz_rangeset *out);
+
 /* The difference between two normalised range sets: ranges of old that are
  * not in new (to delete) and ranges of new that are not in old (to add).
  * Unchanged ranges appear in neither. Returns 0 or -ENOMEM. */

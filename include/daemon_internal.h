@@ -23,6 +23,7 @@ struct daemon {
 	struct blocklist bl;      /* runtime entries */
 	struct state_extra sx;
 	struct cvz_rangeset kernel; /* blocklist ranges now in the kernel */
+	struct bl_view view;        /* the policy's blocklist, normalised */
 	struct nft_conn *nft;
 	bool kernel_applied;      /* the table has been applied at least once */
 	char *skeleton;           /* the applied table without blocklist elements */

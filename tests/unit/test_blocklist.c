@@ -5,7 +5,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <cmocka.h>
 
 #include "blocklist.h"
@@ -163,6 +165,83 @@ static void test_never_blockable_carved(void **state)
 	cvz_rangeset_free(&out);
 }
 
+/* Windowed updates must always equal a full recomputation: random policy
+ * entries, safelist and runtime blocks/unblocks in a small IPv4 and IPv6
+ * space, checked after every step. */
+static struct cvz_prefix rand_prefix(unsigned *seed, bool v6)
+{
+	struct cvz_prefix p;
+	memset(&p, 0, sizeof(p));
+	unsigned len = 20 + (unsigned)rand_r(seed) % 13; /* /20 - /32 inside 10.0.0.0/20 */
+	uint32_t a = 0x0a000000u | ((uint32_t)rand_r(seed) & 0xfffu);
+	a &= len == 32 ? 0xffffffffu : ~(0xffffffffu >> len);
+	if (v6) {
+		p.family = AF_INET6;
+		p.len = (uint8_t)(len + 96);
+		p.addr[0] = 0x20;
+		p.addr[1] = 0x01;
+		p.addr[12] = (uint8_t)(a >> 24);
+		p.addr[13] = (uint8_t)(a >> 16);
+		p.addr[14] = (uint8_t)(a >> 8);
+		p.addr[15] = (uint8_t)a;
+	} else {
+		p.family = AF_INET;
+		p.len = (uint8_t)len;
+		p.addr[0] = (uint8_t)(a >> 24);
+		p.addr[1] = (uint8_t)(a >> 16);
+		p.addr[2] = (uint8_t)(a >> 8);
+		p.addr[3] = (uint8_t)a;
+	}
+	return p;
+}
+
+static void assert_same(const struct cvz_rangeset *a, const struct cvz_rangeset *b)
+{
+	assert_int_equal(a->n4, b->n4);
+	assert_int_equal(a->n6, b->n6);
+	for (size_t i = 0; i < a->n4; i++) {
+		assert_int_equal(a->v4[i].lo, b->v4[i].lo);
+		assert_int_equal(a->v4[i].hi, b->v4[i].hi);
+	}
+	for (size_t i = 0; i < a->n6; i++)
+		assert_true(a->v6[i].lo == b->v6[i].lo && a->v6[i].hi == b->v6[i].hi);
+}
+
+static void test_window_matches_full(void **state)
+{
+	(void)state;
+	unsigned seed = 42;
+	for (int round = 0; round < 40; round++) {
+		struct cvz_prefix pol[60], safe[4];
+		for (size_t i = 0; i < 60; i++)
+			pol[i] = rand_prefix(&seed, i % 3 == 0);
+		for (size_t i = 0; i < 4; i++)
+			safe[i] = rand_prefix(&seed, i % 2 == 0);
+		struct bl_view v;
+		struct blocklist b = { 0 };
+		struct cvz_rangeset kernel, want, del, add;
+		assert_int_equal(bl_view_init(&v, pol, 60, safe, 4), 0);
+		assert_int_equal(bl_view_desired(&v, &b, &kernel), 0);
+		for (int step = 0; step < 80; step++) {
+			struct cvz_prefix x = rand_prefix(&seed, rand_r(&seed) % 3 == 0);
+			if (b.n && rand_r(&seed) % 3 == 0)
+				x = b.v[(size_t)rand_r(&seed) % b.n].prefix, bl_remove(&b, &x, ORIGIN_OPERATOR);
+			else
+				bl_add(&b, &x, ORIGIN_OPERATOR, 0, NULL, NULL, 0);
+			assert_int_equal(bl_view_window(&v, &b, &kernel, &x, &del, &add), 0);
+			assert_int_equal(rangeset_apply_delta(&kernel, &del, &add), 0);
+			cvz_rangeset_free(&del);
+			cvz_rangeset_free(&add);
+			assert_int_equal(bl_view_desired(&v, &b, &want), 0);
+			assert_same(&kernel, &want);
+			cvz_rangeset_free(&want);
+		}
+		cvz_rangeset_free(&kernel);
+		bl_view_free(&v);
+		bl_free(&b);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -171,6 +250,7 @@ int main(void)
 		cmocka_unit_test(test_expire),
 		cmocka_unit_test(test_desired_and_diff),
 		cmocka_unit_test(test_never_blockable_carved),
+		cmocka_unit_test(test_window_matches_full),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -324,8 +324,11 @@ static void test_compile_node(void **state)
 	assert_string_equal(fw->rules[3].iifname, "br-*");
 	assert_string_equal(fw->rules[5].oifname, "br-*");
 	const struct fw_chain *out = &t.chains[FW_HOOK_OUTPUT];
-	assert_int_equal(out->n_rules, 2);
-	assert_string_equal(out->rules[0].daddr_set, "blocklist_v4");
+	assert_int_equal(out->n_rules, 3); /* failsafe replies, 2 blocklist */
+	assert_int_equal(out->rules[0].n_daddr, 3);
+	assert_int_equal(out->rules[0].sport[0].lo, 22);
+	assert_int_equal(out->rules[0].ct_state, FW_CT_ESTABLISHED);
+	assert_string_equal(out->rules[1].daddr_set, "blocklist_v4");
 	fw_table_free(&t);
 }
 
