@@ -107,13 +107,9 @@ static int set_defaults(struct agent_config *cfg)
 int config_parse(const char *file, const char *text, size_t len, struct agent_config **out,
 		 struct diags *d)
 {
-	json_error_t jerr;
-	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root) {
-		diags_add(d, file, jerr.line > 0 ? jerr.line : 1, jerr.column > 0 ? jerr.column : 1,
-			  "invalid JSON: %s", jerr.text);
+	json_t *root = jp_loadb(file, text, len, d);
+	if (!root)
 		return -EINVAL;
-	}
 	struct agent_config *cfg = calloc(1, sizeof(*cfg));
 	if (!cfg || set_defaults(cfg) < 0 || !(cfg->file = strdup(file))) {
 		config_free(cfg);

@@ -267,3 +267,13 @@ int jp_read_file(const char *file, const char *what, size_t max, char **buf, siz
 	*len = got;
 	return 0;
 }
+
+json_t *jp_loadb(const char *file, const char *text, size_t len, struct diags *d)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		diags_add(d, file, jerr.line > 0 ? jerr.line : 1, jerr.column > 0 ? jerr.column : 1,
+			  "invalid JSON: %s", jerr.text);
+	return root;
+}

@@ -172,22 +172,25 @@ static void port_item(struct jctx *c, const char *path, json_t *v, void *arg)
 	l->v[l->n++] = pr;
 }
 
+static void parse_ports(struct jctx *c, const char *path, json_t *v, struct fw_portrange **arr,
+			size_t *n)
+{
+	struct port_list l = { *arr, *n };
+	jp_each(c, path, v, "port", port_item, &l);
+	*arr = l.v;
+	*n = l.n;
+}
+
 static void rule_dport(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct policy_rule *r = t;
-	struct port_list l = { r->dport, r->n_dport };
-	jp_each(c, path, v, "port", port_item, &l);
-	r->dport = l.v;
-	r->n_dport = l.n;
+	parse_ports(c, path, v, &r->dport, &r->n_dport);
 }
 
 static void rule_sport(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct policy_rule *r = t;
-	struct port_list l = { r->sport, r->n_sport };
-	jp_each(c, path, v, "port", port_item, &l);
-	r->sport = l.v;
-	r->n_sport = l.n;
+	parse_ports(c, path, v, &r->sport, &r->n_sport);
 }
 
 static void rule_saddr(struct jctx *c, const char *path, json_t *v, void *t)
@@ -935,13 +938,9 @@ static void check_whole(struct jctx *c, json_t *root)
 int policy_parse(const char *file, const char *text, size_t len, struct policy **out,
 		 struct diags *d)
 {
-	json_error_t jerr;
-	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root) {
-		diags_add(d, file, jerr.line > 0 ? jerr.line : 1, jerr.column > 0 ? jerr.column : 1,
-			  "invalid JSON: %s", jerr.text);
+	json_t *root = jp_loadb(file, text, len, d);
+	if (!root)
 		return -EINVAL;
-	}
 	struct policy *p = calloc(1, sizeof(*p));
 	if (!p || !(p->file = strdup(file))) {
 		free(p);

@@ -62,6 +62,11 @@ void jp_prefix_list(struct jctx *c, const char *path, json_t *v, struct cvz_pref
 /* "FILE:LINE:COL (path)" for rule origins; NULL on ENOMEM. */
 char *jp_where(struct jctx *c, const char *path);
 
+/* Parses JSON text (duplicate keys are an error); a syntax error is added
+ * to d as "FILE:LINE:COL: error: invalid JSON: ...". Returns the value (the
+ * caller json_decref()s it) or NULL. */
+json_t *jp_loadb(const char *file, const char *text, size_t len, struct diags *d);
+
 /* Reads a whole regular file of at most max bytes, NUL-terminated. Returns
  * 0 and *buf (free it) and *len, or -errno with the reason added to d as
  * "cannot read WHAT: ..." */
