@@ -200,13 +200,21 @@ static void prefix_item(struct jctx *c, const char *path, json_t *v, void *arg)
 	jp_prefix(c, path, v, &p);
 	if (c->errors != before)
 		return;
-	struct cvz_prefix *nv = reallocarray(l->v, l->n + 1, sizeof(*nv));
+	jp_append(c, path, (void **)&l->v, &l->n, sizeof(p), &p);
+}
+
+int jp_append(struct jctx *c, const char *path, void **arr, size_t *n, size_t size,
+	      const void *item)
+{
+	char *nv = reallocarray(*arr, *n + 1, size);
 	if (!nv) {
 		jp_err(c, path, false, "out of memory");
-		return;
+		return -ENOMEM;
 	}
-	l->v = nv;
-	l->v[l->n++] = p;
+	memcpy(nv + *n * size, item, size);
+	*arr = nv;
+	(*n)++;
+	return 0;
 }
 
 void jp_prefix_list(struct jctx *c, const char *path, json_t *v,

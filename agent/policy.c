@@ -163,13 +163,7 @@ static void port_item(struct jctx *c, const char *path, json_t *v, void *arg)
 		     jp_value_text(v, buf, sizeof(buf)));
 		return;
 	}
-	struct fw_portrange *nv = reallocarray(l->v, l->n + 1, sizeof(*nv));
-	if (!nv) {
-		jp_err(c, path, false, "out of memory");
-		return;
-	}
-	l->v = nv;
-	l->v[l->n++] = pr;
+	jp_append(c, path, (void **)&l->v, &l->n, sizeof(pr), &pr);
 }
 
 static void parse_ports(struct jctx *c, const char *path, json_t *v, struct fw_portrange **arr,
@@ -227,13 +221,9 @@ static void ifname_item(struct jctx *c, const char *path, json_t *v, void *arg)
 		     s);
 		return;
 	}
-	char(*nv)[IFNAMSIZ] = reallocarray(l->v, l->n + 1, sizeof(*nv));
-	if (!nv) {
-		jp_err(c, path, false, "out of memory");
-		return;
-	}
-	l->v = nv;
-	memcpy(l->v[l->n++], s, n + 1);
+	char name[IFNAMSIZ] = { 0 };
+	memcpy(name, s, n + 1);
+	jp_append(c, path, (void **)&l->v, &l->n, sizeof(name), name);
 }
 
 static void rule_iif(struct jctx *c, const char *path, json_t *v, void *t)
@@ -425,13 +415,7 @@ static void icmp_item(struct jctx *c, const char *path, json_t *v, void *t)
 		     proto == IPPROTO_ICMP ? "icmp" : "icmpv6", jp_value_text(v, buf, sizeof(buf)), names);
 		return;
 	}
-	uint8_t *nv = reallocarray(r->icmp_type, r->n_icmp_type + 1, 1);
-	if (!nv) {
-		jp_err(c, path, false, "out of memory");
-		return;
-	}
-	r->icmp_type = nv;
-	r->icmp_type[r->n_icmp_type++] = type;
+	jp_append(c, path, (void **)&r->icmp_type, &r->n_icmp_type, 1, &type);
 }
 
 static void check_rule(struct jctx *c, const char *path, json_t *obj, struct policy_rule *r,

@@ -59,6 +59,10 @@ void jp_prefix(struct jctx *c, const char *path, json_t *v, struct cvz_prefix *o
 /* One prefix or a list of them, appended to *out (realloc'd). */
 void jp_prefix_list(struct jctx *c, const char *path, json_t *v, struct cvz_prefix **out,
 		    size_t *n);
+/* Appends one item of size bytes to the array *arr of *n items (realloc'd);
+ * reports "out of memory" at path on failure. Returns 0 or -ENOMEM. */
+int jp_append(struct jctx *c, const char *path, void **arr, size_t *n, size_t size,
+	      const void *item);
 /* "FILE:LINE:COL (path)" for rule origins; NULL on ENOMEM. */
 char *jp_where(struct jctx *c, const char *path);
 
