@@ -79,9 +79,9 @@ static void diags_line(const struct diags *dg, char *out, size_t len)
 	size_t off = 0;
 	out[0] = '\0';
 	for (size_t i = 0; i < dg->n && off + 1 < len; i++) {
-		const struct diag *e = &dg->v[i];
-		int w = snprintf(out + off, len - off, "%s%s:%d:%d: %s", i ? "; " : "",
-				 e->file ? e->file : "", e->line, e->col, e->msg ? e->msg : "");
+		char one[1024];
+		int w = snprintf(out + off, len - off, "%s%s", i ? "; " : "",
+				 diag_format(&dg->v[i], one, sizeof(one)));
 		if (w < 0)
 			break;
 		off += (size_t)w;

@@ -28,19 +28,24 @@ void diags_add(struct diags *d, const char *file, int line, int col, const char 
 	e->col = col;
 }
 
+char *diag_format(const struct diag *e, char *buf, size_t len)
+{
+	const char *file = e->file ? e->file : "<input>";
+	const char *msg = e->msg ? e->msg : oom_msg;
+	if (e->line > 0 && e->col > 0)
+		snprintf(buf, len, "%s:%d:%d: error: %s", file, e->line, e->col, msg);
+	else if (e->line > 0)
+		snprintf(buf, len, "%s:%d: error: %s", file, e->line, msg);
+	else
+		snprintf(buf, len, "%s: error: %s", file, msg);
+	return buf;
+}
+
 void diags_print(const struct diags *d, FILE *f)
 {
-	for (size_t i = 0; i < d->n; i++) {
-		const struct diag *e = &d->v[i];
-		const char *file = e->file ? e->file : "<input>";
-		const char *msg = e->msg ? e->msg : oom_msg;
-		if (e->line > 0 && e->col > 0)
-			fprintf(f, "%s:%d:%d: error: %s\n", file, e->line, e->col, msg);
-		else if (e->line > 0)
-			fprintf(f, "%s:%d: error: %s\n", file, e->line, msg);
-		else
-			fprintf(f, "%s: error: %s\n", file, msg);
-	}
+	char buf[2048];
+	for (size_t i = 0; i < d->n; i++)
+		fprintf(f, "%s\n", diag_format(&d->v[i], buf, sizeof(buf)));
 }
 
 void diags_free(struct diags *d)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -667,20 +668,28 @@ static void block_entries(struct jctx *c, const char *path, json_t *v, void *t)
 }
 
 /* One line of a list file: strips comments, blanks and CR. */
+/* One line of a list file: an address or CIDR, then optionally a comment
+ * starting with '#' (FireHOL) or ';' (Spamhaus DROP). Anything else after
+ * the address is an error: a second address would otherwise be ignored. */
 static void list_line(struct jctx *c, const char *file, unsigned lineno, char *line)
 {
-	char *hash = strchr(line, '#');
-	if (hash)
-		*hash = '\0';
-	char *s = line + strspn(line, " \t");
+	line[strcspn(line, "#;")] = '\0';
+	char *s = line + strspn(line, " \t\r\n");
 	size_t n = strcspn(s, " \t\r\n");
 	if (n == 0)
 		return;
+	char *rest = s + n + strspn(s + n, " \t\r\n");
 	s[n] = '\0';
 	struct cvz_prefix pf;
 	const char *why = NULL;
 	char buf[128];
-	if (cvz_prefix_parse(s, &pf, &why, buf, sizeof(buf)) < 0) {
+	if (*rest) {
+		int rn = (int)strcspn(rest, "\r\n");
+		diags_add(c->d, file, (int)lineno, 0,
+			  "unexpected \"%.*s\" after \"%s\" (one address per line; comments start with # or ;)",
+			  rn < 40 ? rn : 40, rest, s);
+		c->errors++;
+	} else if (cvz_prefix_parse(s, &pf, &why, buf, sizeof(buf)) < 0) {
 		diags_add(c->d, file, (int)lineno, 0, "bad address \"%s\": %s", s, why);
 		c->errors++;
 	} else if (pf.len == 0) {
@@ -695,8 +704,12 @@ static void list_line(struct jctx *c, const char *file, unsigned lineno, char *l
 static void load_list_file(struct jctx *c, const char *path, const char *file)
 {
 	FILE *f = fopen(file, "re");
-	if (!f) {
-		jp_err(c, path, false, "cannot read list file %s: %s", file, strerror(errno));
+	struct stat st;
+	if (!f || fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
+		jp_err(c, path, false, "cannot read list file %s: %s", file,
+		       f ? "not a regular file" : strerror(errno));
+		if (f)
+			fclose(f);
 		return;
 	}
 	char *line = NULL;
@@ -704,6 +717,9 @@ static void load_list_file(struct jctx *c, const char *path, const char *file)
 	unsigned lineno = 0;
 	while (getline(&line, &cap, f) >= 0)
 		list_line(c, file, ++lineno, line);
+	/* a read error must not pass for the end of a shorter list */
+	if (ferror(f))
+		jp_err(c, path, false, "cannot read list file %s: %s", file, strerror(errno));
 	free(line);
 	fclose(f);
 }

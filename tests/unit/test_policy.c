@@ -217,7 +217,7 @@ static void test_list_file_errors(void **state)
 	snprintf(path, sizeof(path), "%s/a.netset", dir);
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);
-	fputs("# FireHOL style\r\n203.0.113.7\r\n\n  198.51.100.0/24 # comment\n10.1.2.3/8\nnot-an-ip\n2001:db8:bad::/48\n", f);
+	fputs("# FireHOL style\r\n203.0.113.7\r\n\n  198.51.100.0/24 # comment\n10.1.2.3/8\nnot-an-ip\n2001:db8:bad::/48\n192.0.2.9 192.0.2.11\n192.0.2.0/24 ; SBL123\n", f);
 	fclose(f);
 	snprintf(text, sizeof(text),
 		 "{\"version\": 1, \"chains\": {}, \"blocklist\": {\"files\": [\"%s/*.netset\"]}}", dir);
@@ -226,8 +226,9 @@ static void test_list_file_errors(void **state)
 	char want[1024];
 	snprintf(want, sizeof(want),
 		 "%s:5: error: bad address \"10.1.2.3/8\": host bits set (did you mean 10.0.0.0/8?)\n"
-		 "%s:6: error: bad address \"not-an-ip\": not an IPv4 or IPv6 address\n",
-		 path, path);
+		 "%s:6: error: bad address \"not-an-ip\": not an IPv4 or IPv6 address\n"
+		 "%s:8: error: unexpected \"192.0.2.11\" after \"192.0.2.9\" (one address per line; comments start with # or ;)\n",
+		 path, path, path);
 	assert_int_equal(rc, -EINVAL);
 	assert_string_equal(got, want);
 	free(got);
