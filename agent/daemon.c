@@ -6,6 +6,7 @@
  * set elements, in one transaction. Nothing else talks to nft.c. */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -255,6 +256,9 @@ static int apply_policy(struct daemon *d, const struct policy *p, bool force, ch
 	}
 	fw_table_free(&t);
 	cvz_rangeset_free(&want);
+	/* a full apply of a big list leaves tens of MB of freed batch and
+	   copies in the heap: give them back instead of idling on them */
+	malloc_trim(0);
 	if (r == 0) { /* the caller makes p the policy in force */
 		bl_view_free(&d->view);
 		d->view = view;

@@ -37,18 +37,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_measured(args, timeout=None, stdin=None):
-    """Runs a command; returns (seconds, peak RSS in MiB, returncode)."""
+    """Runs a command; returns (seconds, peak RSS in MiB, returncode).
+
+    The peak comes from /usr/bin/time, which forks from its own small image:
+    a child forked from this Python process would count the generated lists
+    it inherited (copy-on-write pages are resident) in its own peak."""
+    fd, rss_file = tempfile.mkstemp(prefix="cvz-rss-")
+    os.close(fd)
     t0 = time.perf_counter()
-    p = subprocess.Popen(args, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss_file] + args, stdin=stdin,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        _, status, ru = os.wait4(p.pid, 0) if timeout is None else wait4_timeout(p, timeout)
+        _, status, _ = os.wait4(p.pid, 0) if timeout is None else wait4_timeout(p, timeout)
     except TimeoutError:
+        os.unlink(rss_file)
         return None, None, None
+    elapsed = time.perf_counter() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
     err = p.stderr.read().decode()
     if p.returncode != 0:
         sys.stderr.write(err[-2000:])
-    return time.perf_counter() - t0, ru.ru_maxrss / 1024, p.returncode
+    with open(rss_file) as f:
+        lines = [l for l in f.read().split() if l.isdigit()]
+    os.unlink(rss_file)
+    return elapsed, (int(lines[-1]) / 1024 if lines else None), p.returncode
 
 
 def wait4_timeout(p, timeout):

@@ -4,7 +4,7 @@
 # Without root it only reports what is missing.
 set -eu
 
-PKGS="gcc make pkg-config libnftnl-dev libmnl-dev libjansson-dev libsystemd-dev libssl-dev libcmocka-dev
+PKGS="gcc make pkg-config time libnftnl-dev libmnl-dev libjansson-dev libsystemd-dev libssl-dev libcmocka-dev
 nftables iproute2 python3 iputils-ping procps util-linux clang"
 
 missing=""
