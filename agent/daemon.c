@@ -240,7 +240,8 @@ static int apply_policy(struct daemon *d, const struct policy *p, bool force, ch
 		return r;
 	}
 	char *skel = table_skeleton(&t, d->table_flags);
-	if (!force && d->kernel_applied && skel && d->skeleton && strcmp(skel, d->skeleton) == 0) {
+	bool full = force || !d->kernel_applied || !skel || !d->skeleton || strcmp(skel, d->skeleton);
+	if (!full) {
 		free(skel);
 		r = send_delta(d, &want, err, len);
 	} else {
@@ -256,16 +257,23 @@ static int apply_policy(struct daemon *d, const struct policy *p, bool force, ch
 	}
 	fw_table_free(&t);
 	cvz_rangeset_free(&want);
-	/* a full apply of a big list leaves tens of MB of freed batch and
-	   copies in the heap: give them back instead of idling on them */
-	malloc_trim(0);
 	if (r == 0) { /* the caller makes p the policy in force */
 		bl_view_free(&d->view);
 		d->view = view;
 	} else {
 		bl_view_free(&view);
 	}
+	if (r == 0 && full)
+		malloc_trim(0); /* see release_memory() */
 	return r;
+}
+
+/* A big list leaves tens of MB of freed batch pages, copies and the old
+ * policy in the heap after an apply or reload: give them back instead of
+ * idling on them. */
+static void release_memory(void)
+{
+	malloc_trim(0);
 }
 
 static int apply_full(struct daemon *d, const struct policy *p, char *err, size_t len)
@@ -602,6 +610,7 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 	cfg->state_dir = strdup(d->cfg->state_dir);
 	config_free(d->cfg);
 	d->cfg = cfg;
+	release_memory();
 	struct audit_fields f = { .digest = d->digest };
 	actor_fields(&f, a);
 	if (confirm_within)
@@ -904,6 +913,7 @@ int daemon_run(const struct daemon_options *opt)
 		audit(AE_AGENT_STARTED, &f, "cloudviz-agent %s started on node %s: %s%s", CVZ_VERSION,
 		      d.cfg->node_id, status, d.table_flags ? "; table owned and persistent" : "");
 		sd_notifyf(0, "READY=1\nSTATUS=%s", status);
+		release_memory();
 		d.state_dirty = true;
 		save_now(&d);
 		rc = sd_event_loop(d.ev) < 0 ? 1 : 0;
