@@ -211,19 +211,6 @@ int bl_never_blockable(struct cvz_rangeset *safe)
 	return err;
 }
 
-int blocklist_desired(const struct blocklist *b, const struct cvz_prefix *policy_blocked,
-		      size_t n_policy, const struct cvz_prefix *safelist, size_t n_safe,
-		      struct cvz_rangeset *out)
-{
-	struct bl_view v;
-	int err = bl_view_init(&v, policy_blocked, n_policy, safelist, n_safe);
-	if (err)
-		return err;
-	err = bl_view_desired(&v, b, out);
-	bl_view_free(&v);
-	return err;
-}
-
 /* Walks two sorted arrays of ranges of one family; ranges present in exactly
  * one of them go to the matching output. */
 #define DIFF_FAMILY(V, N, ADD)                                                        \

@@ -14,8 +14,19 @@
 #include "policy.h"
 
 #define RATE_SET_SIZE 65535
-#define BLOCKLIST_V4 "blocklist_v4"
-#define BLOCKLIST_V6 "blocklist_v6"
+
+/* The blocklist sets, in the order they are declared and matched: the
+ * lists, then the runtime blocks (docs/blocklists.md). */
+static const struct bl_set {
+	const char *name, *what;
+	uint8_t family;
+	bool dynamic;
+} bl_sets[] = {
+	{ FW_SET_LISTS_V4, "blocklist", NFPROTO_IPV4, false },
+	{ FW_SET_LISTS_V6, "blocklist", NFPROTO_IPV6, false },
+	{ FW_SET_DYNAMIC_V4, "runtime blocks", NFPROTO_IPV4, true },
+	{ FW_SET_DYNAMIC_V6, "runtime blocks", NFPROTO_IPV6, true },
+};
 
 static int family_of(const struct cvz_prefix *p)
 {
@@ -57,22 +68,18 @@ static void *dup_array(const void *src, size_t n, size_t size, int *err)
 
 static int add_blocklist_rules(struct fw_chain *ch, const char *file)
 {
-	static const struct {
-		uint8_t family;
-		const char *set;
-	} sets[] = { { NFPROTO_IPV4, BLOCKLIST_V4 }, { NFPROTO_IPV6, BLOCKLIST_V6 } };
-	for (size_t i = 0; i < ELEMENTSOF(sets); i++) {
+	for (size_t i = 0; i < ELEMENTSOF(bl_sets); i++) {
 		struct fw_rule *r = fw_chain_add_rule(ch);
 		if (!r)
 			return -ENOMEM;
-		r->family = sets[i].family;
+		r->family = bl_sets[i].family;
 		if (ch->hook == FW_HOOK_OUTPUT)
-			r->daddr_set = sets[i].set;
+			r->daddr_set = bl_sets[i].name;
 		else
-			r->saddr_set = sets[i].set;
+			r->saddr_set = bl_sets[i].name;
 		r->counter = true;
 		r->verdict = FW_VERDICT_DROP;
-		if (asprintf(&r->origin, "%s (blocklist)", file) < 0) {
+		if (asprintf(&r->origin, "%s (%s)", file, bl_sets[i].what) < 0) {
 			r->origin = NULL;
 			return -ENOMEM;
 		}
@@ -233,40 +240,58 @@ static int rangeset_copy(const struct cvz_rangeset *src, struct cvz_rangeset *ds
 	return err;
 }
 
-/* The blocklist sets: the given ranges, or every policy entry minus the
- * safelist. */
-static int add_blocklist_sets(struct fw_table *t, const struct policy *p,
-			      const struct cvz_rangeset *given)
+/* The lists' ranges: the given ones, or every policy entry minus what may
+ * never be blocked. */
+static int lists_ranges(const struct policy *p, const struct cvz_rangeset *given,
+			struct cvz_rangeset *out)
 {
-	struct cvz_rangeset blocked = { 0 };
-	int err = given ? rangeset_copy(given, &blocked)
-			: blocklist_desired(&(struct blocklist){ 0 }, p->blocked, p->n_blocked,
-					    p->safelist, p->n_safelist, &blocked);
-	struct fw_set *s4 = err ? NULL : fw_table_add_set(t);
-	struct fw_set *s6 = s4 ? fw_table_add_set(t) : NULL;
-	if (!s6) {
-		cvz_rangeset_free(&blocked);
-		return err ? err : -ENOMEM;
-	}
-	s4 = &t->sets[t->n_sets - 2]; /* the second add may have moved the array */
-	snprintf(s4->name, sizeof(s4->name), BLOCKLIST_V4);
-	s4->kind = FW_SET_ADDR;
-	s4->family = NFPROTO_IPV4;
-	snprintf(s6->name, sizeof(s6->name), BLOCKLIST_V6);
-	s6->kind = FW_SET_ADDR;
-	s6->family = NFPROTO_IPV6;
-	/* hand each family's array to its set */
-	s4->elems.v4 = TAKE_PTR(blocked.v4);
-	s4->elems.n4 = blocked.n4;
-	s4->elems.cap4 = blocked.cap4;
-	s6->elems.v6 = TAKE_PTR(blocked.v6);
-	s6->elems.n6 = blocked.n6;
-	s6->elems.cap6 = blocked.cap6;
-	if (asprintf(&s4->origin, "%s (blocklist, IPv4)", p->file) < 0)
-		s4->origin = NULL;
-	if (asprintf(&s6->origin, "%s (blocklist, IPv6)", p->file) < 0)
-		s6->origin = NULL;
+	struct bl_view v;
+	int err;
+	if (given)
+		return rangeset_copy(given, out);
+	err = bl_view_init(&v, p->blocked, p->n_blocked, p->safelist, p->n_safelist);
+	if (err)
+		return err;
+	*out = v.lists;
+	cvz_rangeset_free(&v.safe);
 	return 0;
+}
+
+/* Declares the blocklist sets, each family's ranges handed to its set. */
+static int add_blocklist_sets(struct fw_table *t, const struct policy *p,
+			      const struct cvz_rangeset *lists, const struct cvz_rangeset *dynamic)
+{
+	struct cvz_rangeset rs[2] = { { 0 } }; /* lists, dynamic */
+	int err = lists_ranges(p, lists, &rs[0]);
+	if (!err && dynamic)
+		err = rangeset_copy(dynamic, &rs[1]);
+	for (size_t i = 0; !err && i < ELEMENTSOF(bl_sets); i++) {
+		const struct bl_set *b = &bl_sets[i];
+		struct cvz_rangeset *src = &rs[b->dynamic];
+		struct fw_set *s = fw_table_add_set(t);
+		if (!s) {
+			err = -ENOMEM;
+			break;
+		}
+		snprintf(s->name, sizeof(s->name), "%s", b->name);
+		s->kind = FW_SET_ADDR;
+		s->family = b->family;
+		if (b->family == NFPROTO_IPV4) {
+			s->elems.v4 = TAKE_PTR(src->v4);
+			s->elems.n4 = src->n4;
+			s->elems.cap4 = src->cap4;
+		} else {
+			s->elems.v6 = TAKE_PTR(src->v6);
+			s->elems.n6 = src->n6;
+			s->elems.cap6 = src->cap6;
+		}
+		if (asprintf(&s->origin, "%s (%s, IPv%c)", p->file, b->what,
+			     b->family == NFPROTO_IPV4 ? '4' : '6') < 0)
+			s->origin = NULL;
+	}
+	cvz_rangeset_free(&rs[0]);
+	cvz_rangeset_free(&rs[1]);
+	return err;
 }
 
 /* The reply direction of a failsafe rule: established traffic back to the
@@ -298,15 +323,15 @@ static struct policy_rule mirror_failsafe(const struct policy_rule *r)
 
 int policy_compile(const struct policy *p, struct fw_table *t)
 {
-	return policy_compile_blocked(p, NULL, t);
+	return policy_compile_blocked(p, NULL, NULL, t);
 }
 
-int policy_compile_blocked(const struct policy *p, const struct cvz_rangeset *blocked,
-			   struct fw_table *t)
+int policy_compile_blocked(const struct policy *p, const struct cvz_rangeset *lists,
+			   const struct cvz_rangeset *dynamic, struct fw_table *t)
 {
 	int err;
 	memset(t, 0, sizeof(*t));
-	err = add_blocklist_sets(t, p, blocked);
+	err = add_blocklist_sets(t, p, lists, dynamic);
 	for (int h = 0; !err && h < FW_HOOK_COUNT; h++) {
 		struct fw_chain *ch = &t->chains[h];
 		const struct policy_chain *pc = &p->chains[h];

@@ -1,9 +1,10 @@
 /* The daemon: start-up, reconcile, timers, signals (see daemon.h).
  *
  * One reconcile path: every source of change (policy reload, block, unblock,
- * expiry, drift) ends in apply_policy(): the whole table in one transaction
- * when the rules changed (or a repair forces it), otherwise only the changed
- * set elements, in one transaction. Nothing else talks to nft.c. */
+ * expiry, drift) ends in one transaction: the whole table when the rules
+ * changed (or a repair forces it), otherwise only the changed set elements.
+ * A block, unblock or expiry touches only the dynamic sets, whatever the
+ * size of the lists (docs/blocklists.md). Nothing else talks to nft.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -187,44 +188,61 @@ static char *table_skeleton(const struct fw_table *t, uint32_t flags)
 	return text;
 }
 
-/* Takes want as the kernel's blocklist after a successful change. */
-static void kernel_now(struct daemon *d, struct cvz_rangeset *want, uint64_t sent)
+/* Takes dynamic as what the kernel's dynamic sets hold after a successful
+ * change. */
+static void kernel_now(struct daemon *d, struct cvz_rangeset *dynamic, uint64_t sent)
 {
-	cvz_rangeset_free(&d->kernel);
-	d->kernel = *want;
-	memset(want, 0, sizeof(*want));
+	cvz_rangeset_free(&d->dynamic);
+	d->dynamic = *dynamic;
+	memset(dynamic, 0, sizeof(*dynamic));
 	d->elements_sent += sent;
 }
 
-/* Sends the difference between the kernel's blocklist and want. */
-static int send_delta(struct daemon *d, struct cvz_rangeset *want, char *err, size_t len)
+/* Sends, in one transaction, the ranges that differ between the kernel's
+ * blocklist sets and view's lists (NULL: the lists are unchanged) and
+ * dynamic; on success the kernel's copy of dynamic takes it. */
+static int send_delta(struct daemon *d, const struct bl_view *view, struct cvz_rangeset *dynamic,
+		      char *err, size_t len)
 {
-	struct cvz_rangeset del = { 0 }, add = { 0 };
-	int r = rangeset_diff(&d->kernel, want, &del, &add);
-	size_t n = del.n4 + del.n6 + add.n4 + add.n6;
+	struct cvz_rangeset del[NFT_BL_COUNT] = { { 0 } }, add[NFT_BL_COUNT] = { { 0 } };
+	struct nft_bl_delta delta[NFT_BL_COUNT];
+	size_t n = 0;
+	int r = view ? rangeset_diff(&d->view.lists, &view->lists, &del[NFT_BL_LISTS],
+				     &add[NFT_BL_LISTS])
+		     : 0;
+	if (r == 0)
+		r = rangeset_diff(&d->dynamic, dynamic, &del[NFT_BL_DYNAMIC], &add[NFT_BL_DYNAMIC]);
+	for (int k = 0; k < NFT_BL_COUNT; k++) {
+		delta[k] = (struct nft_bl_delta){ &del[k], &add[k] };
+		n += del[k].n4 + del[k].n6 + add[k].n4 + add[k].n6;
+	}
 	if (r < 0)
 		snprintf(err, len, "%s", strerror(-r));
 	else if (n)
-		r = nft_conn_set_delta(d->nft, &del, &add, err, len);
-	cvz_rangeset_free(&del);
-	cvz_rangeset_free(&add);
+		r = nft_conn_set_delta(d->nft, delta, err, len);
+	for (int k = 0; k < NFT_BL_COUNT; k++) {
+		cvz_rangeset_free(&del[k]);
+		cvz_rangeset_free(&add[k]);
+	}
 	if (r == 0)
-		kernel_now(d, want, n);
+		kernel_now(d, dynamic, n);
 	return r;
 }
 
 /* Makes the kernel hold policy p plus every live entry. With force, or when
  * the rules differ from what the kernel holds, the whole table is replaced in
- * one transaction; otherwise only the changed set elements are sent. */
+ * one transaction; otherwise only the changed set elements are sent. On
+ * success p's view becomes d->view: its lists are what blocklist_v4/_v6
+ * hold from then on. */
 static int apply_policy(struct daemon *d, const struct policy *p, bool force, char *err,
 			size_t len)
 {
-	struct cvz_rangeset want;
+	struct cvz_rangeset dyn = { 0 };
 	struct fw_table t;
 	struct bl_view view;
 	int r = view_of(p, &view);
 	if (r == 0) {
-		r = bl_view_desired(&view, &d->bl, &want);
+		r = bl_view_dynamic(&view, &d->bl, &dyn);
 		if (r < 0)
 			bl_view_free(&view);
 	}
@@ -232,10 +250,10 @@ static int apply_policy(struct daemon *d, const struct policy *p, bool force, ch
 		snprintf(err, len, "%s", strerror(-r));
 		return r;
 	}
-	r = policy_compile_blocked(p, &want, &t);
+	r = policy_compile_blocked(p, &view.lists, &dyn, &t);
 	if (r < 0) {
 		snprintf(err, len, "cannot compile: %s", strerror(-r));
-		cvz_rangeset_free(&want);
+		cvz_rangeset_free(&dyn);
 		bl_view_free(&view);
 		return r;
 	}
@@ -243,20 +261,20 @@ static int apply_policy(struct daemon *d, const struct policy *p, bool force, ch
 	bool full = force || !d->kernel_applied || !skel || !d->skeleton || strcmp(skel, d->skeleton);
 	if (!full) {
 		free(skel);
-		r = send_delta(d, &want, err, len);
+		r = send_delta(d, &view, &dyn, err, len);
 	} else {
 		r = nft_conn_apply_table(d->nft, &t, d->table_flags, err, len);
 		if (r == 0) {
 			free(d->skeleton);
 			d->skeleton = skel;
 			d->kernel_applied = true;
-			kernel_now(d, &want, want.n4 + want.n6);
+			kernel_now(d, &dyn, view.lists.n4 + view.lists.n6 + dyn.n4 + dyn.n6);
 		} else {
 			free(skel);
 		}
 	}
 	fw_table_free(&t);
-	cvz_rangeset_free(&want);
+	cvz_rangeset_free(&dyn);
 	if (r == 0) { /* the caller makes p the policy in force */
 		bl_view_free(&d->view);
 		d->view = view;
@@ -281,40 +299,19 @@ static int apply_full(struct daemon *d, const struct policy *p, char *err, size_
 	return apply_policy(d, p, true, err, len);
 }
 
-/* Sends only the blocklist elements that changed, after many entries
- * changed at once (expiry): one pass over the whole set. */
-static int sync_blocklist(struct daemon *d, char *err, size_t len)
+/* After runtime entries changed (block, unblock, expiry): recomputes the
+ * dynamic sets whole and sends what changed. The lists' sets are not
+ * touched, so the cost does not grow with their size (docs/blocklists.md). */
+static int sync_dynamic(struct daemon *d, char *err, size_t len)
 {
 	struct cvz_rangeset want;
-	int r = bl_view_desired(&d->view, &d->bl, &want);
+	int r = bl_view_dynamic(&d->view, &d->bl, &want);
 	if (r < 0) {
 		snprintf(err, len, "%s", strerror(-r));
 		return r;
 	}
-	r = send_delta(d, &want, err, len);
+	r = send_delta(d, NULL, &want, err, len);
 	cvz_rangeset_free(&want);
-	return r;
-}
-
-/* The same after entries covering one prefix changed: only the kernel
- * ranges touching it are recomputed, whatever the size of the lists. */
-static int sync_prefix(struct daemon *d, const struct cvz_prefix *p, char *err, size_t len)
-{
-	struct cvz_rangeset del = { 0 }, add = { 0 };
-	int r = bl_view_window(&d->view, &d->bl, &d->kernel, p, &del, &add);
-	size_t n = r == 0 ? del.n4 + del.n6 + add.n4 + add.n6 : 0;
-	if (r == 0 && n)
-		r = nft_conn_set_delta(d->nft, &del, &add, err, len);
-	else if (r < 0)
-		snprintf(err, len, "%s", strerror(-r));
-	if (r == 0 && n) {
-		r = rangeset_apply_delta(&d->kernel, &del, &add);
-		d->elements_sent += n;
-		if (r < 0) /* the kernel has it; our copy must be rebuilt */
-			r = sync_blocklist(d, err, len);
-	}
-	cvz_rangeset_free(&del);
-	cvz_rangeset_free(&add);
 	return r;
 }
 
@@ -350,7 +347,7 @@ static void expire_now(struct daemon *d)
 	char err[512];
 	if (bl_expire(&d->bl, now_s(), journal_expired, NULL) == 0)
 		return;
-	if (sync_blocklist(d, err, sizeof(err)) < 0) {
+	if (sync_dynamic(d, err, sizeof(err)) < 0) {
 		struct audit_fields f = { .detail = err };
 		audit(AE_KERNEL_ERROR, &f, "Could not remove expired blocks: %s", err);
 	}
@@ -410,7 +407,7 @@ int daemon_block(struct daemon *d, const struct cvz_prefix *p, enum bl_origin or
 		return r;
 	}
 	bool added = r == 1;
-	r = sync_prefix(d, p, err, errlen);
+	r = sync_dynamic(d, err, errlen);
 	if (r < 0) {
 		if (added)
 			bl_remove(&d->bl, p, origin);
@@ -445,7 +442,7 @@ int daemon_unblock(struct daemon *d, const struct cvz_prefix *p, enum bl_origin 
 	saved.reason = e->reason ? strdup(e->reason) : NULL;
 	saved.incident = e->incident ? strdup(e->incident) : NULL;
 	bl_remove(&d->bl, p, origin);
-	int r = sync_prefix(d, p, err, errlen);
+	int r = sync_dynamic(d, err, errlen);
 	if (r < 0) {
 		bl_add(&d->bl, p, origin, 0, saved.reason, saved.incident, saved.created);
 		bl_find(&d->bl, p, origin)->expires = saved.expires;
@@ -881,7 +878,7 @@ static void daemon_free(struct daemon *d)
 	free(d->previous_text);
 	config_free(d->cfg);
 	bl_free(&d->bl);
-	cvz_rangeset_free(&d->kernel);
+	cvz_rangeset_free(&d->dynamic);
 	free(d->skeleton);
 	bl_view_free(&d->view);
 }

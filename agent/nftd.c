@@ -47,8 +47,6 @@
 
 typedef unsigned __int128 u128;
 
-#define SET_V4 "blocklist_v4"
-#define SET_V6 "blocklist_v6"
 /* Room for the events of a large delta before the monitor overruns; a
  * full apply of a big set overruns anyway, and the caller verifies. */
 #define MONITOR_RCVBUF (16u << 20)
@@ -73,6 +71,12 @@ _Static_assert(NFTA_TABLE_MAX <= TB_MAX && NFTA_CHAIN_MAX <= TB_MAX && NFTA_RULE
 
 /* ---- what we installed ----------------------------------------------------- */
 
+/* The blocklist sets, by pair and family (v6). */
+static const char *const bl_set_name[NFT_BL_COUNT][2] = {
+	[NFT_BL_LISTS] = { FW_SET_LISTS_V4, FW_SET_LISTS_V6 },
+	[NFT_BL_DYNAMIC] = { FW_SET_DYNAMIC_V4, FW_SET_DYNAMIC_V6 },
+};
+
 struct chain_rec {
 	uint64_t handle;
 	uint32_t policy;
@@ -94,8 +98,8 @@ struct installed {
 	struct chain_rec chains[FW_HOOK_COUNT];
 	struct set_rec *sets;         /* named sets */
 	size_t n_sets, cap_sets;
-	bool has_bl[2];               /* blocklist_v4 / blocklist_v6 exist */
-	struct cvz_rangeset bl;       /* their ranges, as the kernel holds them */
+	bool has_bl[NFT_BL_COUNT][2]; /* each blocklist set exists, by pair and v6 */
+	struct cvz_rangeset bl[NFT_BL_COUNT]; /* their ranges, as the kernel holds them */
 	bool have_gen;
 	uint32_t gen;                 /* NEWGEN of the commit */
 	int err;                      /* while collecting the echo */
@@ -123,7 +127,8 @@ static void installed_free(struct installed *in)
 	for (int h = 0; h < FW_HOOK_COUNT; h++)
 		free(in->chains[h].rules);
 	free(in->sets);
-	cvz_rangeset_free(&in->bl);
+	for (int k = 0; k < NFT_BL_COUNT; k++)
+		cvz_rangeset_free(&in->bl[k]);
 	memset(in, 0, sizeof(*in));
 }
 
@@ -563,13 +568,15 @@ static int record_blocklists(struct installed *in, const struct fw_table *t, uin
 	in->use = FW_HOOK_COUNT + (uint32_t)in->n_sets;
 	for (size_t i = 0; i < t->n_sets; i++) {
 		const struct fw_set *s = &t->sets[i];
-		int v6 = !strcmp(s->name, SET_V6);
 
-		if (s->kind != FW_SET_ADDR || (!v6 && strcmp(s->name, SET_V4)))
-			continue;
-		in->has_bl[v6] = true;
-		if (copy_ranges(s, &in->bl) < 0)
-			return -ENOMEM;
+		for (int k = 0; k < NFT_BL_COUNT && s->kind == FW_SET_ADDR; k++)
+			for (int v6 = 0; v6 < 2; v6++) {
+				if (strcmp(s->name, bl_set_name[k][v6]))
+					continue;
+				in->has_bl[k][v6] = true;
+				if (copy_ranges(s, &in->bl[k]) < 0)
+					return -ENOMEM;
+			}
 	}
 	return 0;
 }
@@ -679,12 +686,13 @@ struct elem_at {
 	uint32_t seq, off;
 	uint32_t range;
 	uint8_t list; /* index into delta_lists */
+	uint8_t pair; /* enum nft_blset */
 };
 
 struct delta_map {
 	struct elem_at *v;
 	size_t n, cap;
-	uint8_t list;
+	uint8_t list, pair;
 };
 
 static int on_elem(void *arg, uint32_t seq, uint32_t off, size_t range)
@@ -700,44 +708,62 @@ static int on_elem(void *arg, uint32_t seq, uint32_t off, size_t range)
 		m->v = nv;
 		m->cap = ncap;
 	}
-	m->v[m->n++] = (struct elem_at){ seq, off, (uint32_t)range, m->list };
+	m->v[m->n++] = (struct elem_at){ seq, off, (uint32_t)range, m->list, m->pair };
 	return 0;
 }
 
+/* Deletions first: a range that is replaced (10.0.0.0/8 carved in two)
+ * frees its keys before the new ranges reuse them. */
 static const struct delta_list {
 	bool add, v6;
-	const char *set;
-	struct nft_origin o;
-} delta_lists[] = {
-	{ false, false, SET_V4, { .what = "elements of set", .name = SET_V4 } },
-	{ false, true, SET_V6, { .what = "elements of set", .name = SET_V6 } },
-	{ true, false, SET_V4, { .what = "elements of set", .name = SET_V4 } },
-	{ true, true, SET_V6, { .what = "elements of set", .name = SET_V6 } },
-};
+} delta_lists[] = { { false, false }, { false, true }, { true, false }, { true, true } };
 
-/* Deletions first: a range that is replaced (10.0.0.0/8 carved in two)
- * frees its keys before the new ranges reuse them. NLM_F_EXCL: adding a
- * range that is already there means our record is wrong; say so. */
-static int build_delta(struct nft_batch *b, const struct cvz_rangeset *del,
-		       const struct cvz_rangeset *add, struct delta_map *m)
+static const struct cvz_rangeset *delta_ranges(const struct nft_bl_delta *d, bool add)
+{
+	return add ? d->add : d->del;
+}
+
+static size_t delta_size(const struct nft_bl_delta delta[NFT_BL_COUNT])
+{
+	size_t n = 0;
+
+	for (int k = 0; k < NFT_BL_COUNT; k++)
+		for (int add = 0; add < 2; add++) {
+			const struct cvz_rangeset *rs = delta_ranges(&delta[k], add);
+
+			n += rs ? rs->n4 + rs->n6 : 0;
+		}
+	return n;
+}
+
+/* NLM_F_EXCL: adding a range that is already there means our record is
+ * wrong; say so. */
+static int build_delta(struct nft_batch *b, const struct nft_bl_delta delta[NFT_BL_COUNT],
+		       struct delta_map *m)
 {
 	int ret = nft_put_gen_echo(b);
 
-	for (uint8_t i = 0; i < ELEMENTSOF(delta_lists) && !ret; i++) {
-		const struct delta_list *l = &delta_lists[i];
+	for (uint8_t i = 0; i < ELEMENTSOF(delta_lists) && !ret; i++)
+		for (uint8_t k = 0; k < NFT_BL_COUNT && !ret; k++) {
+			const struct delta_list *l = &delta_lists[i];
+			const struct cvz_rangeset *rs = delta_ranges(&delta[k], l->add);
+			const char *set = bl_set_name[k][l->v6];
+			const struct nft_origin o = { .what = "elements of set", .name = set };
 
-		m->list = i;
-		ret = nft_put_range_elems(b, &l->o, l->add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM,
-					  l->add ? NLM_F_CREATE | NLM_F_EXCL : 0, l->set,
-					  l->add ? add : del, l->v6, on_elem, m);
-	}
+			if (!rs)
+				continue;
+			m->list = i;
+			m->pair = k;
+			ret = nft_put_range_elems(b, &o, l->add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM,
+						  l->add ? NLM_F_CREATE | NLM_F_EXCL : 0, set, rs, l->v6,
+						  on_elem, m);
+		}
 	return ret ? ret : nft_batch_finish(b);
 }
 
-/* "kernel refused adding 203.0.113.0/24 to blocklist_v4: File exists" */
+/* "kernel refused adding 203.0.113.0/24 to dynamic_v4: File exists" */
 static void report_elem(const struct delta_map *m, const struct nft_replies *r,
-			const struct cvz_rangeset *del, const struct cvz_rangeset *add,
-			char *err, size_t errlen)
+			const struct nft_bl_delta delta[NFT_BL_COUNT], char *err, size_t errlen)
 {
 	const struct elem_at *hit = NULL;
 	char range[CVZ_RANGE_STRLEN];
@@ -748,14 +774,15 @@ static void report_elem(const struct delta_map *m, const struct nft_replies *r,
 	if (!hit || !r->err_off)
 		return; /* keep the message-level report */
 	const struct delta_list *l = &delta_lists[hit->list];
-	const struct cvz_rangeset *rs = l->add ? add : del;
+	const struct cvz_rangeset *rs = delta_ranges(&delta[hit->pair], l->add);
 	if (l->v6)
 		cvz_range6_format(&rs->v6[hit->range], range, sizeof(range));
 	else
 		cvz_range4_format(&rs->v4[hit->range], range, sizeof(range));
 	snprintf(err, errlen, "kernel refused %s %s %s %s: %s%s%s%s",
-		 l->add ? "adding" : "deleting", range, l->add ? "to" : "from", l->set,
-		 strerror(r->err), r->msg[0] ? " (" : "", r->msg, r->msg[0] ? ")" : "");
+		 l->add ? "adding" : "deleting", range, l->add ? "to" : "from",
+		 bl_set_name[hit->pair][l->v6], strerror(r->err), r->msg[0] ? " (" : "", r->msg,
+		 r->msg[0] ? ")" : "");
 }
 
 /* The kernel keeps ranges as they were sent: out = (v without the ranges
@@ -793,14 +820,21 @@ static void report_elem(const struct delta_map *m, const struct nft_replies *r,
 DEFINE_APPLY_DELTA(apply_delta4, struct cvz_range4)
 DEFINE_APPLY_DELTA(apply_delta6, struct cvz_range6)
 
-static int record_delta(struct nft_conn *c, const struct cvz_rangeset *del,
-			const struct cvz_rangeset *add)
+static int record_delta(struct nft_conn *c, const struct nft_bl_delta delta[NFT_BL_COUNT])
 {
-	struct cvz_rangeset *bl = &c->inst.bl;
+	static const struct cvz_rangeset none;
 
-	if (apply_delta4(&bl->v4, &bl->n4, &bl->cap4, del->v4, del->n4, add->v4, add->n4) < 0 ||
-	    apply_delta6(&bl->v6, &bl->n6, &bl->cap6, del->v6, del->n6, add->v6, add->n6) < 0)
-		return -ENOMEM;
+	for (int k = 0; k < NFT_BL_COUNT; k++) {
+		struct cvz_rangeset *bl = &c->inst.bl[k];
+		const struct cvz_rangeset *del = delta[k].del ? delta[k].del : &none;
+		const struct cvz_rangeset *add = delta[k].add ? delta[k].add : &none;
+
+		if (!(del->n4 + del->n6 + add->n4 + add->n6))
+			continue; /* untouched: not even copied */
+		if (apply_delta4(&bl->v4, &bl->n4, &bl->cap4, del->v4, del->n4, add->v4, add->n4) < 0 ||
+		    apply_delta6(&bl->v6, &bl->n6, &bl->cap6, del->v6, del->n6, add->v6, add->n6) < 0)
+			return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -814,8 +848,8 @@ static void advance_gens(struct nft_conn *c, const struct installed *echo)
 }
 
 static int delta_talk(struct nft_conn *c, struct nft_batch *b, const struct delta_map *m,
-		      const struct cvz_rangeset *del, const struct cvz_rangeset *add,
-		      struct installed *echo, char *err, size_t errlen)
+		      const struct nft_bl_delta delta[NFT_BL_COUNT], struct installed *echo,
+		      char *err, size_t errlen)
 {
 	struct nft_replies r = { .on_data = on_echo, .data = echo };
 	int ret;
@@ -823,42 +857,42 @@ static int delta_talk(struct nft_conn *c, struct nft_batch *b, const struct delt
 	drain(c);
 	ret = nft_batch_talk(c->nl, b, &r, err, errlen);
 	if (ret < 0 && r.err)
-		report_elem(m, &r, del, add, err, errlen);
+		report_elem(m, &r, delta, err, errlen);
 	else if (ret < 0 && r.sent)
 		mark_unknown(c, err);
 	drain(c);
 	return ret;
 }
 
-int nft_conn_set_delta(struct nft_conn *c, const struct cvz_rangeset *del,
-		       const struct cvz_rangeset *add, char *err, size_t errlen)
+int nft_conn_set_delta(struct nft_conn *c, const struct nft_bl_delta delta[NFT_BL_COUNT],
+		       char *err, size_t errlen)
 {
 	struct delta_map m = { 0 };
 	struct installed echo = { 0 };
 	struct nft_batch b;
+	size_t n = delta_size(delta);
 	int ret;
 
 	if (errlen)
 		err[0] = '\0';
-	if (!(del->n4 + del->n6 + add->n4 + add->n6))
+	if (!n)
 		return 0;
 	ret = nft_batch_init(&b, NULL, c->seq);
 	if (ret == 0)
-		ret = build_delta(&b, del, add, &m);
+		ret = build_delta(&b, delta, &m);
 	if (ret < 0) {
 		snprintf(err, errlen, "building the netlink batch: %s", strerror(-ret));
 	} else {
-		size_t elems = 2 * (del->n4 + del->n6 + add->n4 + add->n6);
 		uint32_t gen0 = 0;
-		bool paused = monitor_pause(c, elems, &gen0);
+		bool paused = monitor_pause(c, 2 * n, &gen0);
 
-		ret = delta_talk(c, &b, &m, del, add, &echo, err, errlen);
+		ret = delta_talk(c, &b, &m, delta, &echo, err, errlen);
 		c->deep_next |= monitor_resume(c, paused, gen0, ret == 0);
 	}
 	c->seq += (uint32_t)b.n_orig;
 	nft_batch_free(&b);
 	free(m.v);
-	if (ret == 0 && (ret = record_delta(c, del, add)) < 0) {
+	if (ret == 0 && (ret = record_delta(c, delta)) < 0) {
 		snprintf(err, errlen, "recording the delta: %s", strerror(-ret));
 		mark_unknown(c, err);
 	}
@@ -1265,40 +1299,47 @@ static int compare_ranges(const struct rview *got, const struct rview *want, con
 	return 1;
 }
 
-static int verify_elems(struct nft_conn *c, char *detail, size_t len)
-{
-	for (int v6 = 0; v6 < 2; v6++) {
-		const char *set = v6 ? SET_V6 : SET_V4;
-		const struct rview want = { &c->inst.bl, v6 };
-		struct cvz_rangeset got = { 0 };
-		const struct rview gv = { &got, v6 };
-		int ret;
-
-		if (!c->inst.has_bl[v6])
-			continue;
-		ret = read_ranges(c, set, v6, &got);
-		if (ret == -EBADMSG)
-			snprintf(detail, len, "set %s holds elements we cannot read as ranges", set);
-		if (ret == 0)
-			ret = compare_ranges(&gv, &want, set, detail, len);
-		cvz_rangeset_free(&got);
-		if (ret != 0)
-			return ret == -EBADMSG ? 1 : ret;
-	}
-	return 0;
-}
-
-/* ---- verify ----------------------------------------------------------------- */
-
 /* Once the shape check has found the table still owned by our socket, no
  * other socket can have changed the sets since we filled them: too large to
  * read back cheaply, they need not be. Small ones are read anyway, which
  * also checks our own record of them. */
-static bool elems_proven(const struct nft_conn *c)
+static bool elems_proven(const struct nft_conn *c, const struct rview *want)
 {
-	return c->inst.flags & NFT_TABLE_F_OWNER &&
-	       c->inst.bl.n4 + c->inst.bl.n6 > READBACK_MAX_RANGES;
+	return c->inst.flags & NFT_TABLE_F_OWNER && rv_n(want) > READBACK_MAX_RANGES;
 }
+
+static int verify_set(struct nft_conn *c, int pair, bool v6, char *detail, size_t len)
+{
+	const char *set = bl_set_name[pair][v6];
+	const struct rview want = { &c->inst.bl[pair], v6 };
+	struct cvz_rangeset got = { 0 };
+	const struct rview gv = { &got, v6 };
+	int ret;
+
+	if (!c->inst.has_bl[pair][v6] || elems_proven(c, &want))
+		return 0;
+	ret = read_ranges(c, set, v6, &got);
+	if (ret == -EBADMSG)
+		snprintf(detail, len, "set %s holds elements we cannot read as ranges", set);
+	if (ret == 0)
+		ret = compare_ranges(&gv, &want, set, detail, len);
+	cvz_rangeset_free(&got);
+	return ret == -EBADMSG ? 1 : ret;
+}
+
+static int verify_elems(struct nft_conn *c, char *detail, size_t len)
+{
+	for (int k = 0; k < NFT_BL_COUNT; k++)
+		for (int v6 = 0; v6 < 2; v6++) {
+			int ret = verify_set(c, k, v6, detail, len);
+
+			if (ret != 0)
+				return ret;
+		}
+	return 0;
+}
+
+/* ---- verify ----------------------------------------------------------------- */
 
 /* One read-back at generation gen: 1 drift, 0 equal, -EAGAIN the ruleset
  * changed while we read, -errno. */
@@ -1307,7 +1348,7 @@ static int verify_once(struct nft_conn *c, bool deep, uint32_t gen, char *detail
 	uint32_t after;
 	int ret = verify_shape(c, detail, len), ret2;
 
-	if (ret == 0 && deep && !elems_proven(c))
+	if (ret == 0 && deep)
 		ret = verify_elems(c, detail, len);
 	if (ret < 0 && ret != -EAGAIN)
 		return ret;

@@ -1,7 +1,7 @@
 /* Runtime blocklist entries (operator, control API, CrowdSec): who blocked
  * what, why, until when. Pure data: no netlink, no clock of its own (callers
  * pass `now` in seconds since the epoch). Policy and list-file entries live in
- * struct policy; blocklist_desired() merges both with the safelist. */
+ * struct policy; struct bl_view turns both into what the kernel's sets hold. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -63,18 +63,14 @@ size_t bl_expire(struct blocklist *b, int64_t now,
 int64_t bl_next_expiry(const struct blocklist *b);
 void bl_free(struct blocklist *b);
 
-/* The addresses the kernel must drop: policy entries (policy_blocked) plus
- * every runtime entry, minus the safelist, normalised. Returns 0 or -ENOMEM
- * (out untouched on error). */
-int blocklist_desired(const struct blocklist *b, const struct cvz_prefix *policy_blocked,
-		      size_t n_policy, const struct cvz_prefix *safelist, size_t n_safe,
-		      struct cvz_rangeset *out);
-
-/* The blocklist as the kernel must hold it, kept incrementally: the policy
- * and list entries normalised once per policy, and what may never be blocked
- * (safelist, loopback, unspecified, multicast). */
+/* The blocklist as the kernel must hold it, in two pairs of sets
+ * (docs/blocklists.md): the policy and list entries, large and changed only
+ * by a reload, kept here normalised once per policy; and the runtime
+ * entries, small and changed by every block. Neither holds what may never
+ * be blocked (safelist, loopback, unspecified, multicast). An address may be
+ * in both. */
 struct bl_view {
-	struct cvz_rangeset policy;
+	struct cvz_rangeset lists; /* policy and list entries minus safe */
 	struct cvz_rangeset safe;
 };
 
@@ -82,20 +78,10 @@ struct bl_view {
 int bl_view_init(struct bl_view *v, const struct cvz_prefix *policy_blocked, size_t n_policy,
 		 const struct cvz_prefix *safelist, size_t n_safe);
 void bl_view_free(struct bl_view *v);
-/* (policy ∪ runtime entries) − safe, in one pass over the view. */
-int bl_view_desired(const struct bl_view *v, const struct blocklist *b, struct cvz_rangeset *out);
-/* After entries covering `changed` were added to or removed from b: the
- * delta (as rangeset_diff returns it) that brings the normalised kernel set
- * to the desired state. Only the kernel ranges touching `changed` are
- * recomputed, so the cost does not grow with the size of the lists. */
-int bl_view_window(const struct bl_view *v, const struct blocklist *b,
-		   const struct cvz_rangeset *kernel, const struct cvz_prefix *changed,
-		   struct cvz_rangeset *del, struct cvz_rangeset *add);
-/* kernel := kernel − del ∪ add for a delta from bl_view_window() or
- * rangeset_diff(). Returns 0, -EINVAL when del is not in kernel (kernel
- * untouched), or -ENOMEM (the IPv4 half may already be applied). */
-int rangeset_apply_delta(struct cvz_rangeset *kernel, const struct cvz_rangeset *del,
-			 const struct cvz_rangeset *add);
+/* The runtime entries of b, normalised, minus v->safe: the contents of the
+ * dynamic sets. The cost grows with b, not with the lists. Returns 0 or
+ * -ENOMEM (out untouched on error). */
+int bl_view_dynamic(const struct bl_view *v, const struct blocklist *b, struct cvz_rangeset *out);
 /* Adds the never-blockable ranges (loopback, unspecified, multicast). */
 int bl_never_blockable(struct cvz_rangeset *out);
 

@@ -22,8 +22,10 @@ struct daemon {
 	char digest[65];          /* sha256 of the policy file, hex */
 	struct blocklist bl;      /* runtime entries */
 	struct state_extra sx;
-	struct cvz_rangeset kernel; /* blocklist ranges now in the kernel */
-	struct bl_view view;        /* the policy's blocklist, normalised */
+	/* the policy in force, normalised: its lists are what blocklist_v4/_v6
+	   hold (our copy of the kernel's), safe what no set may hold */
+	struct bl_view view;
+	struct cvz_rangeset dynamic; /* what dynamic_v4/_v6 hold: the runtime entries */
 	struct nft_conn *nft;
 	bool kernel_applied;      /* the table has been applied at least once */
 	char *skeleton;           /* the applied table without blocklist elements */

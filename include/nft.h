@@ -41,8 +41,9 @@ bool nft_have_owner_persist(struct nft_conn *c);
  * NFT_TABLE_OWNER_PERSIST) on the new table; it replaces a table of any
  * flags, an orphaned persistent one included, but not one owned by another
  * live socket (-EPERM, err names its netlink port). Remembers what it
- * installed (handles echoed by the kernel, the blocklist ranges, the
- * commit's generation) so nft_conn_verify() can compare. */
+ * installed (handles echoed by the kernel, the ranges of both pairs of
+ * blocklist sets, the commit's generation) so nft_conn_verify() can
+ * compare. */
 int nft_conn_apply_table(struct nft_conn *c, const struct fw_table *t, uint32_t table_flags,
 			 char *err, size_t errlen);
 /* Names the caller's nft_monitor_open() socket (-1: none). Around its own
@@ -54,21 +55,39 @@ int nft_conn_apply_table(struct nft_conn *c, const struct fw_table *t, uint32_t 
  * A foreign commit the monitor may have missed meanwhile makes the next
  * nft_conn_verify() read everything back. */
 void nft_conn_set_monitor(struct nft_conn *c, int fd);
-/* One transaction on the sets blocklist_v4/blocklist_v6: delete the ranges
- * in del, add those in add (both normalised, as rangeset_diff() returns
- * them). Only set elements change: no table rebuild. A range to delete must
- * be in the set exactly (-ENOENT), one to add must not overlap it
- * (-EEXIST); err names it: "kernel refused adding 203.0.113.0/24 to
- * blocklist_v4: File exists". */
-int nft_conn_set_delta(struct nft_conn *c, const struct cvz_rangeset *del,
-		       const struct cvz_rangeset *add, char *err, size_t errlen);
+/* The two pairs of blocklist sets (docs/blocklists.md). Linux 6.18's rbtree
+ * set backend walks the whole set in every commit that touches it, so what
+ * changes often (runtime blocks) must not share a set with what is large
+ * (list files). */
+enum nft_blset {
+	NFT_BL_LISTS,   /* blocklist_v4/_v6: policy and list entries */
+	NFT_BL_DYNAMIC, /* dynamic_v4/_v6: runtime blocks */
+	NFT_BL_COUNT
+};
+
+/* A change to one pair of sets: ranges to delete and to add, both
+ * normalised, as rangeset_diff() returns them. NULL means none. */
+struct nft_bl_delta {
+	const struct cvz_rangeset *del, *add;
+};
+
+/* One transaction on the blocklist sets: for each pair, delete the ranges
+ * in delta[pair].del and add those in delta[pair].add. A pair without
+ * ranges is not touched (a block sends only NFT_BL_DYNAMIC; a reload both,
+ * atomically). Only set elements change: no table rebuild. A range to
+ * delete must be in its set exactly (-ENOENT), one to add must not overlap
+ * it (-EEXIST); err names it and the set: "kernel refused adding
+ * 203.0.113.0/24 to dynamic_v4: File exists". */
+int nft_conn_set_delta(struct nft_conn *c, const struct nft_bl_delta delta[NFT_BL_COUNT],
+		       char *err, size_t errlen);
 /* Compares the kernel's table inet cloudviz with what this connection last
  * installed. Nothing is read when the ruleset generation is still the one
  * last known equal. Otherwise cheap: table handle, flags, owner and use
  * count, chains (handle, policy), rule handles, set handles; set contents
  * are read back only with deep (or after nft_conn_set_monitor()'s gap), and
- * not for an owned table's sets of more than 65536 ranges (no other socket
- * can change them, and the kernel dumps them in quadratic time). Returns 1
+ * not for an owned table's blocklist sets of more than 65536 ranges (no
+ * other socket can change them, and the kernel dumps them in quadratic
+ * time); the others, the small dynamic sets among them, are read. Returns 1
  * and a description in detail when they differ (also when our last change
  * may or may not have been committed), 0 when equal, -ENODATA before the
  * first apply, -errno on error. */

@@ -78,11 +78,13 @@ int policy_parse(const char *file, const char *text, size_t len,
 void policy_free(struct policy *p);
 
 /* Compiles a valid policy into the kernel table (splitting rules per address
- * family, carving the safelist out of the blocklist). Returns 0 or -ENOMEM;
- * on error *t is left empty. */
+ * family, carving the safelist out of the blocklist; the dynamic sets for
+ * runtime blocks are declared empty). Returns 0 or -ENOMEM; on error *t is
+ * left empty. */
 int policy_compile(const struct policy *p, struct fw_table *t);
-/* The same with the blocklist sets holding exactly `blocked` (normalised,
- * safelist already carved out): the daemon's policy entries plus runtime
- * entries. */
-int policy_compile_blocked(const struct policy *p, const struct cvz_rangeset *blocked,
-			   struct fw_table *t);
+/* The same with the blocklist sets holding exactly the given ranges
+ * (normalised, safelist already carved out; both are copied): blocklist_v4/_v6
+ * hold lists (NULL: the policy's entries), dynamic_v4/_v6 hold dynamic, the
+ * daemon's runtime entries (NULL: empty). See docs/blocklists.md. */
+int policy_compile_blocked(const struct policy *p, const struct cvz_rangeset *lists,
+			   const struct cvz_rangeset *dynamic, struct fw_table *t);

@@ -19,6 +19,14 @@
 #define FW_LOG_PREFIX_MAX 128
 #define FW_SET_NAME_MAX 32
 
+/* The blocklist sets (docs/blocklists.md): policy and list entries, large
+ * and changed only by a reload; and runtime blocks, small and changed often.
+ * policy_compile() declares them, the daemon changes their elements. */
+#define FW_SET_LISTS_V4 "blocklist_v4"
+#define FW_SET_LISTS_V6 "blocklist_v6"
+#define FW_SET_DYNAMIC_V4 "dynamic_v4"
+#define FW_SET_DYNAMIC_V6 "dynamic_v6"
+
 enum fw_verdict {
 	FW_VERDICT_NONE = 0, /* no verdict: evaluation continues (log-only rule) */
 	FW_VERDICT_ACCEPT,

@@ -10,8 +10,10 @@
  *                                table inet TABLE (cloudviz)
  *   nftd_selftest bench [N [D [FLAGS]]]
  *                                N-range blocklist_v4 (1000000) applied with
- *                                FLAGS (6), one delta of D ranges (10000),
- *                                verify and monitor, with timings */
+ *                                FLAGS (6), one range added to and deleted
+ *                                from blocklist_v4 and from dynamic_v4, one
+ *                                delta of D ranges (10000), verify and
+ *                                monitor, with timings */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/netfilter.h>
@@ -251,37 +253,44 @@ static struct fw_rule *rule(struct fw_table *t, enum fw_hook h, const char *orig
 	return r;
 }
 
-static void blocklist_sets(struct fw_table *t, const char *v4, const char *v6)
-{
-	struct fw_set *s4 = fw_table_add_set(t), *s6;
+/* The blocklist sets, both pairs, in the compiler's order. */
+static const char *const bl_names[4] = { "blocklist_v4", "blocklist_v6", "dynamic_v4",
+					 "dynamic_v6" };
 
-	snprintf(s4->name, sizeof(s4->name), "blocklist_v4");
-	s4->kind = FW_SET_ADDR, s4->family = NFPROTO_IPV4, s4->origin = strdup("bl4");
-	ranges(&s4->elems, v4);
-	s6 = fw_table_add_set(t);
-	snprintf(s6->name, sizeof(s6->name), "blocklist_v6");
-	s6->kind = FW_SET_ADDR, s6->family = NFPROTO_IPV6, s6->origin = strdup("bl6");
-	ranges(&s6->elems, v6);
+/* contents: "10.0.0.0/8 192.0.2.1" per set of bl_names */
+static void blocklist_sets(struct fw_table *t, const char *const contents[4])
+{
+	for (int i = 0; i < 4; i++) {
+		struct fw_set *s = fw_table_add_set(t);
+
+		snprintf(s->name, sizeof(s->name), "%s", bl_names[i]);
+		s->kind = FW_SET_ADDR, s->family = i % 2 ? NFPROTO_IPV6 : NFPROTO_IPV4;
+		s->origin = strdup(bl_names[i]);
+		ranges(&s->elems, contents[i]);
+	}
 }
 
-/* The shape the compiler produces: blocklist sets and drop rules in every
- * chain, a few ordinary rules (one with an anonymous set). */
-static void build(struct fw_table *t, const char *v4, const char *v6)
+/* The shape the compiler produces: both pairs of blocklist sets (dynamic
+ * holding d4 and d6) and their drop rules in every chain, a few ordinary
+ * rules (one with an anonymous set). */
+static void build_dyn(struct fw_table *t, const char *v4, const char *v6, const char *d4,
+		      const char *d6)
 {
+	const char *const contents[4] = { v4, v6, d4, d6 };
 	struct fw_rule *r;
 
 	memset(t, 0, sizeof(*t));
-	blocklist_sets(t, v4, v6);
+	blocklist_sets(t, contents);
 	for (int h = 0; h < FW_HOOK_COUNT; h++) {
 		bool out = h == FW_HOOK_OUTPUT;
 
 		t->chains[h].hook = (enum fw_hook)h;
-		r = rule(t, (enum fw_hook)h, "bl:4");
-		r->family = NFPROTO_IPV4, r->counter = true, r->verdict = FW_VERDICT_DROP;
-		*(out ? &r->daddr_set : &r->saddr_set) = "blocklist_v4";
-		r = rule(t, (enum fw_hook)h, "bl:6");
-		r->family = NFPROTO_IPV6, r->counter = true, r->verdict = FW_VERDICT_DROP;
-		*(out ? &r->daddr_set : &r->saddr_set) = "blocklist_v6";
+		for (int i = 0; i < 4; i++) {
+			r = rule(t, (enum fw_hook)h, bl_names[i]);
+			r->family = i % 2 ? NFPROTO_IPV6 : NFPROTO_IPV4;
+			r->counter = true, r->verdict = FW_VERDICT_DROP;
+			*(out ? &r->daddr_set : &r->saddr_set) = bl_names[i];
+		}
 	}
 	t->chains[FW_HOOK_FORWARD].policy_drop = true;
 	r = rule(t, FW_HOOK_INPUT, "p:1");
@@ -293,6 +302,12 @@ static void build(struct fw_table *t, const char *v4, const char *v6)
 	r->dport[1] = (struct fw_portrange){ 80, 80 };
 	r->dport[2] = (struct fw_portrange){ 443, 443 };
 	r->n_dport = 3, r->verdict = FW_VERDICT_ACCEPT;
+}
+
+/* The same with the dynamic sets empty, as `apply` installs it. */
+static void build(struct fw_table *t, const char *v4, const char *v6)
+{
+	build_dyn(t, v4, v6, "", "");
 }
 
 static int apply(struct nft_conn *c, uint32_t flags, const char *v4, const char *v6,
@@ -476,7 +491,7 @@ static void t_foreign_events(struct nft_conn *c)
 	expect_verify(c, false, 1, "rule added to chain input", "verify (cheap): foreign rule");
 	apply(c, 0, BASE_V4, BASE_V6, err, sizeof(err));
 	run("nft delete rule inet cloudviz output handle "
-	    "$(nft -a list chain inet cloudviz output | awk '/blocklist_v6/ {print $NF}')", NULL, 0);
+	    "$(nft -a list chain inet cloudviz output | awk '/dynamic_v6/ {print $NF}')", NULL, 0);
 	expect_monitor(c, 1, "rule deleted from chain output by nft[", "monitor: foreign delete rule");
 	expect_verify(c, false, 1, "rule deleted from chain output", "verify (cheap): deleted rule");
 	apply(c, 0, BASE_V4, BASE_V6, err, sizeof(err));
@@ -500,10 +515,12 @@ static void t_foreign_events(struct nft_conn *c)
 	expect_verify(c, true, 0, NULL, "verify (deep) after repair");
 }
 
-static int delta(struct nft_conn *c, const char *del4, const char *add4, char *err, size_t len,
-		 const char *del6, const char *add6)
+/* One transaction on one pair of sets. */
+static int delta_on(struct nft_conn *c, enum nft_blset pair, const char *del4, const char *add4,
+		    char *err, size_t len, const char *del6, const char *add6)
 {
 	struct cvz_rangeset del = { 0 }, add = { 0 };
+	struct nft_bl_delta d[NFT_BL_COUNT] = { { 0 } };
 	int ret;
 
 	ranges(&del, del4);
@@ -512,10 +529,18 @@ static int delta(struct nft_conn *c, const char *del4, const char *add4, char *e
 		ranges(&del, del6);
 	if (add6)
 		ranges(&add, add6);
-	ret = nft_conn_set_delta(c, &del, &add, err, len);
+	d[pair] = (struct nft_bl_delta){ &del, &add };
+	ret = nft_conn_set_delta(c, d, err, len);
 	cvz_rangeset_free(&del);
 	cvz_rangeset_free(&add);
 	return ret;
+}
+
+/* ... on the lists' pair, blocklist_v4/_v6 */
+static int delta(struct nft_conn *c, const char *del4, const char *add4, char *err, size_t len,
+		 const char *del6, const char *add6)
+{
+	return delta_on(c, NFT_BL_LISTS, del4, add4, err, len, del6, add6);
 }
 
 static void t_deltas(struct nft_conn *c)
@@ -565,6 +590,70 @@ static void t_deltas(struct nft_conn *c)
 	expect_verify(c, true, 0, NULL, "verify (deep) after refused deltas");
 }
 
+/* The runtime blocks' pair: deltas there leave the lists' pair alone; both
+ * pairs change in one transaction; an address may be in both; errors and
+ * verify name the dynamic set. */
+static void t_dynamic(struct nft_conn *c)
+{
+	struct cvz_rangeset ld = { 0 }, la = { 0 }, dd = { 0 }, da = { 0 };
+	struct nft_bl_delta both[NFT_BL_COUNT] = { { &ld, &la }, { &dd, &da } };
+	struct fw_table t;
+	char err[512];
+	uint32_t g0;
+	int ret;
+
+	build_dyn(&t, BASE_V4, BASE_V6, "198.51.100.7", "2001:db8:bad::/48");
+	ret = nft_conn_apply_table(c, &t, 0, err, sizeof(err));
+	fw_table_free(&t);
+	expect(ret == 0, "dynamic: apply with runtime blocks in the dynamic sets", err);
+	expect_elems("dynamic_v4", "198.51.100.7", "dynamic: dynamic_v4 applied");
+	expect_elems("dynamic_v6", "2001:db8:bad::/48", "dynamic: dynamic_v6 applied");
+	expect_verify(c, true, 0, NULL, "dynamic: verify (deep) after apply");
+	nft_monitor_read(mon_fd, nft_conn_portid(c), err, sizeof(err));
+	ret = delta_on(c, NFT_BL_DYNAMIC, "198.51.100.7", "10.1.2.3 198.51.100.0/24", err,
+		       sizeof(err), NULL, NULL);
+	expect(ret == 0, "dynamic: delta (10.1.2.3 is in blocklist_v4 too)", err);
+	expect_elems("dynamic_v4", "10.1.2.3,198.51.100.0/24", "dynamic: dynamic_v4 after the delta");
+	expect_elems("blocklist_v4", "10.0.0.0/8,192.0.2.1", "dynamic: blocklist_v4 untouched");
+	ret = delta_on(c, NFT_BL_DYNAMIC, "", "", err, sizeof(err), "2001:db8:bad::/48", "::2");
+	expect(ret == 0, "dynamic: IPv6 delta", err);
+	expect_elems("dynamic_v6", "::2", "dynamic: dynamic_v6 after the delta");
+	expect_elems("blocklist_v6", "2001:db8::/32", "dynamic: blocklist_v6 untouched");
+	run("nft add table inet unrelated; nft delete table inet unrelated", NULL, 0);
+	expect_verify(c, true, 0, NULL, "dynamic: verify (deep) reads both pairs back: record exact");
+	ret = delta_on(c, NFT_BL_DYNAMIC, "", "198.51.100.128/25", err, sizeof(err), NULL, NULL);
+	expect(ret == -EEXIST &&
+	       !strcmp(err, "kernel refused adding 198.51.100.128/25 to dynamic_v4: File exists"),
+	       "dynamic: delta error names the dynamic set", err);
+	ret = delta_on(c, NFT_BL_DYNAMIC, "203.0.113.9", "", err, sizeof(err), NULL, NULL);
+	expect(ret == -ENOENT && strstr(err, "deleting 203.0.113.9 from dynamic_v4"),
+	       "dynamic: delta error names the dynamic set (delete)", err);
+	/* a reload: both pairs in one transaction, one generation */
+	ranges(&ld, "192.0.2.1");
+	ranges(&la, "192.0.2.0/24");
+	ranges(&dd, "10.1.2.3");
+	g0 = genid();
+	ret = nft_conn_set_delta(c, both, err, sizeof(err));
+	expect(ret == 0 && genid() == g0 + 1, "dynamic: both pairs in one transaction", err);
+	expect_elems("blocklist_v4", "10.0.0.0/8,192.0.2.0/24", "dynamic: blocklist_v4 after both");
+	expect_elems("dynamic_v4", "198.51.100.0/24", "dynamic: dynamic_v4 after both");
+	/* refused in the second pair: the first pair's part is not committed */
+	ret = nft_conn_set_delta(c, (struct nft_bl_delta[NFT_BL_COUNT]){ { &la, &ld }, { &dd, &dd } },
+				 err, sizeof(err));
+	expect(ret == -ENOENT && strstr(err, "deleting 10.1.2.3 from dynamic_v4"),
+	       "dynamic: a refusal in one pair aborts both", err);
+	expect_elems("blocklist_v4", "10.0.0.0/8,192.0.2.0/24", "dynamic: blocklist_v4 unchanged");
+	expect_monitor(c, 0, NULL, "dynamic: monitor: own deltas");
+	run("nft delete element inet cloudviz dynamic_v4 { 198.51.100.0/24 }", NULL, 0);
+	expect_monitor(c, 1, "element deleted from set dynamic_v4 (198.51.100.0) by nft[",
+		       "dynamic: monitor: foreign delete element");
+	expect_verify(c, true, 1, "set dynamic_v4 lacks 198.51.100.0/24",
+		      "dynamic: verify (deep) names dynamic_v4");
+	cvz_rangeset_free(&ld);
+	cvz_rangeset_free(&la);
+	cvz_rangeset_free(&dd);
+}
+
 /* A monitor that cannot keep up reports the loss, once, and then works. */
 static void t_overrun(struct nft_conn *c)
 {
@@ -604,7 +693,8 @@ static void t_pause(struct nft_conn *c)
 	expect_verify(c, true, 0, NULL, "pause: verify (deep): no gap, by generation");
 	for (uint32_t i = 0; i < 6000; i++)
 		cvz_rangeset_add4(&add, 0x0b000000u + i * 4, 0x0b000000u + i * 4 + 1);
-	ret = nft_conn_set_delta(c, &del, &add, err, sizeof(err));
+	ret = nft_conn_set_delta(c, (struct nft_bl_delta[NFT_BL_COUNT]){ { &del, &add } }, err,
+				 sizeof(err));
 	expect(ret == 0, "pause: delta of 6000 ranges", err);
 	expect_monitor(c, 0, NULL, "pause: monitor unsubscribed during our big delta");
 	run("nft add rule inet cloudviz output counter", NULL, 0);
@@ -628,6 +718,7 @@ static int cmd_suite(void)
 	c = conn();
 	t_foreign_events(c);
 	t_deltas(c);
+	t_dynamic(c);
 	t_overrun(c);
 	t_pause(c);
 	nft_conn_close(c);
@@ -706,11 +797,37 @@ static void bench_delta(struct nft_conn *c, const struct cvz_rangeset *cur, size
 		cvz_rangeset_add4(&add, r->lo + 10, r->lo + 12);
 	}
 	t0 = now_ms();
-	ret = nft_conn_set_delta(c, &del, &add, err, sizeof(err));
+	ret = nft_conn_set_delta(c, (struct nft_bl_delta[NFT_BL_COUNT]){ { &del, &add } }, err,
+				 sizeof(err));
 	snprintf(detail, sizeof(detail), "%.1f ms %s", now_ms() - t0, ret ? err : "");
 	expect(ret == 0, "bench: delta", detail);
 	cvz_rangeset_free(&del);
 	cvz_rangeset_free(&add);
+}
+
+/* One block and its unblock (198.51.100.7) in one pair, timed: the kernel
+ * walks a whole rbtree set in each commit that touches it. */
+static void bench_block(struct nft_conn *c, enum nft_blset pair, const char *what)
+{
+	struct cvz_rangeset one = { 0 }, none = { 0 };
+	struct nft_bl_delta d[NFT_BL_COUNT] = { { 0 } };
+	char err[512], detail[700];
+	double t0, t1, t2;
+	int ret;
+
+	cvz_rangeset_add4(&one, 0xc6336407, 0xc6336407);
+	d[pair] = (struct nft_bl_delta){ &none, &one };
+	t0 = now_ms();
+	ret = nft_conn_set_delta(c, d, err, sizeof(err));
+	t1 = now_ms();
+	d[pair] = (struct nft_bl_delta){ &one, &none };
+	if (ret == 0)
+		ret = nft_conn_set_delta(c, d, err, sizeof(err));
+	t2 = now_ms();
+	snprintf(detail, sizeof(detail), "add %.2f ms, delete %.2f ms %s", t1 - t0, t2 - t1,
+		 ret ? err : "");
+	expect(ret == 0, what, detail);
+	cvz_rangeset_free(&one);
 }
 
 static int cmd_bench(size_t n, size_t d, uint32_t flags)
@@ -744,6 +861,8 @@ static int cmd_bench(size_t n, size_t d, uint32_t flags)
 	run("nft add table inet other", NULL, 0);
 	expect_verify(c, false, 0, NULL, "bench: verify (cheap) after an unrelated commit");
 	expect_verify(c, true, 0, NULL, "bench: verify (deep) after an unrelated commit");
+	bench_block(c, NFT_BL_LISTS, "bench: one range in blocklist_v4 (the big set)");
+	bench_block(c, NFT_BL_DYNAMIC, "bench: one range in dynamic_v4");
 	bench_delta(c, &t.sets[0].elems, d);
 	if (mon)
 		expect_monitor(c, 0, NULL, "bench: monitor after our delta");

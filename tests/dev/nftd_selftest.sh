@@ -4,11 +4,13 @@
 # namespaces created here and deleted on exit.
 #
 #   suite      nftd_selftest.c's in-process tests (probe, owner+persist
-#              against foreign nft commands, re-take, monitor, deltas,
-#              verify, overrun, monitor pause) in a fresh namespace
+#              against foreign nft commands, re-take, monitor, deltas on
+#              both pairs of blocklist sets, verify, overrun, monitor pause)
+#              in a fresh namespace
 #   processes  the table outliving its owner: a process that exits, one
 #              killed with SIGKILL, and new processes taking it over
-#   bench      blocklist_v4 of BENCH_N ranges, one delta of BENCH_D ranges
+#   bench      blocklist_v4 of BENCH_N ranges; one range added and deleted
+#              in it and in dynamic_v4; one delta of BENCH_D ranges
 #              (50000/5000; BENCH=1 for 1000000/10000)
 #
 #   tests/dev/nftd_selftest.sh            plain build
@@ -74,7 +76,7 @@ hold() {
 
 hold 6
 check "held: table owned by the holder's port $PORT" \
-	test "$(in_ns "$BIN" info)" = "flags 6 owner $PORT use 5"
+	test "$(in_ns "$BIN" info)" = "flags 6 owner $PORT use 7"
 out=$(in_ns nft delete table inet cloudviz 2>&1)
 check "held: foreign nft delete table refused ($(echo "$out" | head -1))" \
 	grep -q "Operation not permitted" <<<"$out"
@@ -83,7 +85,7 @@ eval "exec $HOLD_IN>&-" # EOF: the holder closes its connection and exits
 wait "$HOLD_PID"
 HOLD_PID=
 check "holder exited: table stays, persist only, owner cleared ($(in_ns "$BIN" info))" \
-	test "$(in_ns "$BIN" info)" = "flags 4 owner 0 use 5"
+	test "$(in_ns "$BIN" info)" = "flags 4 owner 0 use 7"
 check "holder exited: contents unchanged" test "$(body)" = "$before"
 check "orphan: foreign nft commands may change it again" in_ns nft add rule inet cloudviz input counter
 check "a new process takes the orphan over" in_ns "${RUN[@]}" retake
@@ -93,7 +95,7 @@ kill -9 "$HOLD_PID"
 wait "$HOLD_PID" 2>/dev/null
 HOLD_PID=
 check "holder killed (SIGKILL): table stays, owner cleared ($(in_ns "$BIN" info))" \
-	test "$(in_ns "$BIN" info)" = "flags 4 owner 0 use 5"
+	test "$(in_ns "$BIN" info)" = "flags 4 owner 0 use 7"
 check "a new process takes it over after SIGKILL" in_ns "${RUN[@]}" retake
 
 hold 0
@@ -101,7 +103,7 @@ eval "exec $HOLD_IN>&-"
 wait "$HOLD_PID"
 HOLD_PID=
 check "without flags: the table stays after exit ($(in_ns "$BIN" info))" \
-	test "$(in_ns "$BIN" info)" = "flags 0 owner 0 use 5"
+	test "$(in_ns "$BIN" info)" = "flags 0 owner 0 use 7"
 ip netns del "$NSP"
 
 # ---- bench ----------------------------------------------------------------------

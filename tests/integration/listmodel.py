@@ -93,7 +93,8 @@ def subtract(ranges, holes):
 
 def expected(texts, entries=(), safelist=()):
     """What blocklist_v4/_v6 must hold for list files with contents texts,
-    policy blocklist entries and a safelist: {4: ranges, 6: ranges}."""
+    policy blocklist entries and a safelist: {4: ranges, 6: ranges}. With
+    texts empty and runtime blocks as entries: what dynamic_v4/_v6 hold."""
     nets = [network(e) for e in entries]
     for t in texts:
         nets += parse_list(t)
@@ -152,9 +153,10 @@ def kernel_ranges(ns, name):
     return None
 
 
-def kernel(ns):
-    """{4: blocklist_v4 ranges, 6: blocklist_v6 ranges}, each None if missing."""
-    return {4: kernel_ranges(ns, "blocklist_v4"), 6: kernel_ranges(ns, "blocklist_v6")}
+def kernel(ns, pair="blocklist"):
+    """{4: blocklist_v4 ranges, 6: blocklist_v6 ranges}, each None if missing;
+    pair "dynamic": the runtime blocks' sets dynamic_v4/_v6."""
+    return {v: kernel_ranges(ns, "%s_v%d" % (pair, v)) for v in (4, 6)}
 
 
 def fmt(version, rng):
@@ -186,13 +188,14 @@ def difference(got, want, version, limit=12):
     return "\n".join(lines)
 
 
-def check_kernel(r, label, ns, want):
-    """Asserts that blocklist_v4 and blocklist_v6 in ns hold exactly want.
-    Returns the kernel's ranges."""
-    got = kernel(ns)
+def check_kernel(r, label, ns, want, pair="blocklist"):
+    """Asserts that blocklist_v4 and blocklist_v6 in ns (pair "dynamic":
+    dynamic_v4 and dynamic_v6) hold exactly want. Returns the kernel's
+    ranges."""
+    got = kernel(ns, pair)
     for v in (4, 6):
-        r.check(got[v] == want[v], "%s: blocklist_v%d holds exactly the %d expected ranges"
-                % (label, v, len(want[v])), difference(got[v], want[v], v))
+        r.check(got[v] == want[v], "%s: %s_v%d holds exactly the %d expected ranges"
+                % (label, pair, v, len(want[v])), difference(got[v], want[v], v))
     return got
 
 

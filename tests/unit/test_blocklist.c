@@ -1,5 +1,5 @@
-/* Runtime blocklist entries: refusals, TTL refresh, expiry, the desired set
- * and the kernel delta. */
+/* Runtime blocklist entries: refusals, TTL refresh, expiry, the sets the
+ * kernel must hold (lists and dynamic) and the kernel delta. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -108,27 +108,35 @@ static void test_expire(void **state)
 }
 
 /* Overlapping entries of different origins and TTLs: expiry of one must not
- * unblock what another still covers. */
-static void test_desired_and_diff(void **state)
+ * unblock what another still covers. The lists' ranges never change with
+ * runtime entries; the dynamic sets hold only those. */
+static void test_lists_dynamic_and_diff(void **state)
 {
 	(void)state;
 	struct blocklist b = { 0 };
 	struct cvz_prefix net = P("198.51.100.0/24"), host = P("198.51.100.7"), v6 = P("2001:db8::/32");
 	struct cvz_prefix pol[] = { P("10.0.0.0/8") }, safe[] = { P("10.1.2.3") };
+	struct bl_view v;
+	assert_int_equal(bl_view_init(&v, pol, 1, safe, 1), 0);
+	assert_int_equal(v.lists.n4, 2); /* 10/8 carved in two */
+	assert_int_equal(v.lists.v4[0].hi, 0x0a010202);
+	assert_int_equal(v.lists.v4[1].lo, 0x0a010204);
+	assert_int_equal(v.lists.n6, 0);
 	bl_add(&b, &net, ORIGIN_CONTROL, 10, NULL, NULL, 0);
 	bl_add(&b, &host, ORIGIN_OPERATOR, 100, NULL, NULL, 0);
 	bl_add(&b, &v6, ORIGIN_OPERATOR, 0, NULL, NULL, 0);
 	struct cvz_rangeset before, after, del, add;
-	assert_int_equal(blocklist_desired(&b, pol, 1, safe, 1, &before), 0);
-	assert_int_equal(before.n4, 3); /* 10/8 carved in two, and the /24 */
-	assert_int_equal(before.v4[2].lo, 0xc6336400);
-	assert_int_equal(before.v4[2].hi, 0xc63364ff);
+	assert_int_equal(bl_view_dynamic(&v, &b, &before), 0);
+	assert_int_equal(before.n4, 1); /* the host inside the /24 */
+	assert_int_equal(before.v4[0].lo, 0xc6336400);
+	assert_int_equal(before.v4[0].hi, 0xc63364ff);
 	assert_int_equal(before.n6, 1);
 	bl_expire(&b, 10, NULL, NULL); /* the /24 goes, the host stays */
-	assert_int_equal(blocklist_desired(&b, pol, 1, safe, 1, &after), 0);
-	assert_int_equal(after.n4, 3);
-	assert_int_equal(after.v4[2].lo, 0xc6336407);
-	assert_int_equal(after.v4[2].hi, 0xc6336407);
+	assert_int_equal(bl_view_dynamic(&v, &b, &after), 0);
+	assert_int_equal(after.n4, 1);
+	assert_int_equal(after.v4[0].lo, 0xc6336407);
+	assert_int_equal(after.v4[0].hi, 0xc6336407);
+	assert_int_equal(v.lists.n4, 2);
 	assert_int_equal(rangeset_diff(&before, &after, &del, &add), 0);
 	assert_int_equal(del.n4, 1);
 	assert_int_equal(del.v4[0].lo, 0xc6336400);
@@ -142,6 +150,41 @@ static void test_desired_and_diff(void **state)
 	assert_int_equal(del.n4 + del.n6 + add.n4 + add.n6, 0);
 	cvz_rangeset_free(&before);
 	cvz_rangeset_free(&after);
+	bl_view_free(&v);
+	bl_free(&b);
+}
+
+/* The dynamic sets: runtime entries minus safe, whatever the lists hold. A
+ * safelist that a reload added after a block carves the entry; an entry
+ * inside a listed range stays (an address may be in both pairs). */
+static void test_dynamic_minus_safe(void **state)
+{
+	(void)state;
+	struct blocklist b = { 0 };
+	struct cvz_prefix net = P("198.51.100.0/24"), listed = P("10.9.9.9"), v6 = P("::/127");
+	struct cvz_prefix pol[] = { P("10.0.0.0/8") }, safe[] = { P("198.51.100.7") };
+	struct bl_view v;
+	struct cvz_rangeset dyn;
+	assert_int_equal(bl_view_init(&v, pol, 1, safe, 1), 0);
+	bl_add(&b, &net, ORIGIN_CROWDSEC, 0, NULL, NULL, 0);
+	bl_add(&b, &listed, ORIGIN_OPERATOR, 0, NULL, NULL, 0);
+	bl_add(&b, &v6, ORIGIN_OPERATOR, 0, NULL, NULL, 0);
+	assert_int_equal(bl_view_dynamic(&v, &b, &dyn), 0);
+	assert_int_equal(dyn.n4, 3);
+	assert_int_equal(dyn.v4[0].lo, 0x0a090909);
+	assert_int_equal(dyn.v4[0].hi, 0x0a090909);
+	assert_int_equal(dyn.v4[1].lo, 0xc6336400);
+	assert_int_equal(dyn.v4[1].hi, 0xc6336406);
+	assert_int_equal(dyn.v4[2].lo, 0xc6336408);
+	assert_int_equal(dyn.v4[2].hi, 0xc63364ff);
+	assert_int_equal(dyn.n6, 0); /* :: and ::1 may never be blocked */
+	cvz_rangeset_free(&dyn);
+	/* no runtime entries: empty */
+	struct blocklist none = { 0 };
+	assert_int_equal(bl_view_dynamic(&v, &none, &dyn), 0);
+	assert_int_equal(dyn.n4 + dyn.n6, 0);
+	cvz_rangeset_free(&dyn);
+	bl_view_free(&v);
 	bl_free(&b);
 }
 
@@ -150,96 +193,19 @@ static void test_desired_and_diff(void **state)
 static void test_never_blockable_carved(void **state)
 {
 	(void)state;
-	struct blocklist b = { 0 };
 	struct cvz_prefix pol[] = { P("120.0.0.0/5"), P("0.0.0.0/8"), P("224.0.0.0/3"), P("::/127") };
-	struct cvz_rangeset out;
-	assert_int_equal(blocklist_desired(&b, pol, 4, NULL, 0, &out), 0);
-	assert_int_equal(out.n4, 3);
-	assert_int_equal(out.v4[0].lo, 0x00000001); /* 0.0.0.1-0.255.255.255 */
-	assert_int_equal(out.v4[0].hi, 0x00ffffff);
-	assert_int_equal(out.v4[1].lo, 0x78000000); /* 120.0.0.0-126.255.255.255 */
-	assert_int_equal(out.v4[1].hi, 0x7effffff);
-	assert_int_equal(out.v4[2].lo, 0xf0000000); /* 240.0.0.0/4, multicast gone */
-	assert_int_equal(out.v4[2].hi, 0xffffffff);
-	assert_int_equal(out.n6, 0); /* :: and ::1 were all there was */
-	cvz_rangeset_free(&out);
-}
-
-/* Windowed updates must always equal a full recomputation: random policy
- * entries, safelist and runtime blocks/unblocks in a small IPv4 and IPv6
- * space, checked after every step. */
-static struct cvz_prefix rand_prefix(unsigned *seed, bool v6)
-{
-	struct cvz_prefix p;
-	memset(&p, 0, sizeof(p));
-	unsigned len = 20 + (unsigned)rand_r(seed) % 13; /* /20 - /32 inside 10.0.0.0/20 */
-	uint32_t a = 0x0a000000u | ((uint32_t)rand_r(seed) & 0xfffu);
-	a &= len == 32 ? 0xffffffffu : ~(0xffffffffu >> len);
-	if (v6) {
-		p.family = AF_INET6;
-		p.len = (uint8_t)(len + 96);
-		p.addr[0] = 0x20;
-		p.addr[1] = 0x01;
-		p.addr[12] = (uint8_t)(a >> 24);
-		p.addr[13] = (uint8_t)(a >> 16);
-		p.addr[14] = (uint8_t)(a >> 8);
-		p.addr[15] = (uint8_t)a;
-	} else {
-		p.family = AF_INET;
-		p.len = (uint8_t)len;
-		p.addr[0] = (uint8_t)(a >> 24);
-		p.addr[1] = (uint8_t)(a >> 16);
-		p.addr[2] = (uint8_t)(a >> 8);
-		p.addr[3] = (uint8_t)a;
-	}
-	return p;
-}
-
-static void assert_same(const struct cvz_rangeset *a, const struct cvz_rangeset *b)
-{
-	assert_int_equal(a->n4, b->n4);
-	assert_int_equal(a->n6, b->n6);
-	for (size_t i = 0; i < a->n4; i++) {
-		assert_int_equal(a->v4[i].lo, b->v4[i].lo);
-		assert_int_equal(a->v4[i].hi, b->v4[i].hi);
-	}
-	for (size_t i = 0; i < a->n6; i++)
-		assert_true(a->v6[i].lo == b->v6[i].lo && a->v6[i].hi == b->v6[i].hi);
-}
-
-static void test_window_matches_full(void **state)
-{
-	(void)state;
-	unsigned seed = 42;
-	for (int round = 0; round < 40; round++) {
-		struct cvz_prefix pol[60], safe[4];
-		for (size_t i = 0; i < 60; i++)
-			pol[i] = rand_prefix(&seed, i % 3 == 0);
-		for (size_t i = 0; i < 4; i++)
-			safe[i] = rand_prefix(&seed, i % 2 == 0);
-		struct bl_view v;
-		struct blocklist b = { 0 };
-		struct cvz_rangeset kernel, want, del, add;
-		assert_int_equal(bl_view_init(&v, pol, 60, safe, 4), 0);
-		assert_int_equal(bl_view_desired(&v, &b, &kernel), 0);
-		for (int step = 0; step < 80; step++) {
-			struct cvz_prefix x = rand_prefix(&seed, rand_r(&seed) % 3 == 0);
-			if (b.n && rand_r(&seed) % 3 == 0)
-				x = b.v[(size_t)rand_r(&seed) % b.n].prefix, bl_remove(&b, &x, ORIGIN_OPERATOR);
-			else
-				bl_add(&b, &x, ORIGIN_OPERATOR, 0, NULL, NULL, 0);
-			assert_int_equal(bl_view_window(&v, &b, &kernel, &x, &del, &add), 0);
-			assert_int_equal(rangeset_apply_delta(&kernel, &del, &add), 0);
-			cvz_rangeset_free(&del);
-			cvz_rangeset_free(&add);
-			assert_int_equal(bl_view_desired(&v, &b, &want), 0);
-			assert_same(&kernel, &want);
-			cvz_rangeset_free(&want);
-		}
-		cvz_rangeset_free(&kernel);
-		bl_view_free(&v);
-		bl_free(&b);
-	}
+	struct bl_view v;
+	assert_int_equal(bl_view_init(&v, pol, 4, NULL, 0), 0);
+	const struct cvz_rangeset *out = &v.lists;
+	assert_int_equal(out->n4, 3);
+	assert_int_equal(out->v4[0].lo, 0x00000001); /* 0.0.0.1-0.255.255.255 */
+	assert_int_equal(out->v4[0].hi, 0x00ffffff);
+	assert_int_equal(out->v4[1].lo, 0x78000000); /* 120.0.0.0-126.255.255.255 */
+	assert_int_equal(out->v4[1].hi, 0x7effffff);
+	assert_int_equal(out->v4[2].lo, 0xf0000000); /* 240.0.0.0/4, multicast gone */
+	assert_int_equal(out->v4[2].hi, 0xffffffff);
+	assert_int_equal(out->n6, 0); /* :: and ::1 were all there was */
+	bl_view_free(&v);
 }
 
 int main(void)
@@ -248,9 +214,9 @@ int main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_add_refresh_remove),
 		cmocka_unit_test(test_expire),
-		cmocka_unit_test(test_desired_and_diff),
+		cmocka_unit_test(test_lists_dynamic_and_diff),
+		cmocka_unit_test(test_dynamic_minus_safe),
 		cmocka_unit_test(test_never_blockable_carved),
-		cmocka_unit_test(test_window_matches_full),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

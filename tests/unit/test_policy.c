@@ -290,19 +290,31 @@ static void test_compile_node(void **state)
 	struct fw_table t;
 	assert_int_equal(policy_compile(p, &t), 0);
 	policy_free(p);
-	assert_int_equal(t.n_sets, 2);
+	/* the lists' pair, then the runtime blocks' pair, declared empty */
+	assert_int_equal(t.n_sets, 4);
 	assert_string_equal(t.sets[0].name, "blocklist_v4");
 	assert_string_equal(t.sets[1].name, "blocklist_v6");
+	assert_string_equal(t.sets[2].name, "dynamic_v4");
+	assert_int_equal(t.sets[2].family, NFPROTO_IPV4);
+	assert_int_equal(t.sets[2].kind, FW_SET_ADDR);
+	assert_string_equal(t.sets[3].name, "dynamic_v6");
+	assert_int_equal(t.sets[3].family, NFPROTO_IPV6);
+	assert_int_equal(t.sets[2].elems.n4 + t.sets[3].elems.n6, 0);
 	const struct fw_chain *in = &t.chains[FW_HOOK_INPUT];
-	/* failsafe + 2 blocklist + lo + ct + 22/80/443 + 8000 v4 + 8000 v6 + db +
+	/* failsafe + 4 blocklist + lo + ct + 22/80/443 + 8000 v4 + 8000 v6 + db +
 	   icmp + icmpv6 + log */
-	assert_int_equal(in->n_rules, 12);
+	assert_int_equal(in->n_rules, 14);
 	assert_string_equal(in->rules[0].comment, "failsafe: ssh from the safelist");
 	assert_int_equal(in->rules[0].n_saddr, 3);
 	assert_int_equal(in->rules[0].verdict, FW_VERDICT_ACCEPT);
-	in = &(struct fw_chain){ .rules = in->rules + 1, .n_rules = in->n_rules - 1 };
-	assert_string_equal(in->rules[0].saddr_set, "blocklist_v4");
-	assert_int_equal(in->rules[0].verdict, FW_VERDICT_DROP);
+	static const char *const bl[] = { "blocklist_v4", "blocklist_v6", "dynamic_v4", "dynamic_v6" };
+	for (size_t i = 0; i < 4; i++) {
+		assert_string_equal(in->rules[1 + i].saddr_set, bl[i]);
+		assert_int_equal(in->rules[1 + i].family, i % 2 ? NFPROTO_IPV6 : NFPROTO_IPV4);
+		assert_true(in->rules[1 + i].counter);
+		assert_int_equal(in->rules[1 + i].verdict, FW_VERDICT_DROP);
+	}
+	in = &(struct fw_chain){ .rules = in->rules + 3, .n_rules = in->n_rules - 3 };
 	assert_string_equal(in->rules[2].iifname, "lo");
 	assert_int_equal(in->rules[3].ct_state, FW_CT_ESTABLISHED | FW_CT_RELATED);
 	assert_int_equal(in->rules[4].n_dport, 3);
@@ -320,16 +332,20 @@ static void test_compile_node(void **state)
 	assert_true(in->rules[10].has_limit);
 	assert_int_equal(in->rules[10].verdict, FW_VERDICT_NONE);
 	const struct fw_chain *fw = &t.chains[FW_HOOK_FORWARD];
-	assert_int_equal(fw->n_rules, 6);
-	assert_string_equal(fw->rules[2].iifname, "docker0");
-	assert_string_equal(fw->rules[3].iifname, "br-*");
-	assert_string_equal(fw->rules[5].oifname, "br-*");
+	assert_int_equal(fw->n_rules, 8);
+	assert_string_equal(fw->rules[2].saddr_set, "dynamic_v4");
+	assert_string_equal(fw->rules[4].iifname, "docker0");
+	assert_string_equal(fw->rules[5].iifname, "br-*");
+	assert_string_equal(fw->rules[7].oifname, "br-*");
 	const struct fw_chain *out = &t.chains[FW_HOOK_OUTPUT];
-	assert_int_equal(out->n_rules, 3); /* failsafe replies, 2 blocklist */
+	assert_int_equal(out->n_rules, 5); /* failsafe replies, 4 blocklist */
 	assert_int_equal(out->rules[0].n_daddr, 3);
 	assert_int_equal(out->rules[0].sport[0].lo, 22);
 	assert_int_equal(out->rules[0].ct_state, FW_CT_ESTABLISHED);
-	assert_string_equal(out->rules[1].daddr_set, "blocklist_v4");
+	for (size_t i = 0; i < 4; i++) {
+		assert_string_equal(out->rules[1 + i].daddr_set, bl[i]);
+		assert_null(out->rules[1 + i].saddr_set);
+	}
 	fw_table_free(&t);
 }
 
@@ -349,23 +365,57 @@ static void test_compile_blocklist_and_rate(void **state)
 	struct fw_table t;
 	assert_int_equal(policy_compile(p, &t), 0);
 	policy_free(p);
-	assert_int_equal(t.n_sets, 4);
+	assert_int_equal(t.n_sets, 6);
 	assert_int_equal(t.sets[0].elems.n4, 2);
 	assert_int_equal(t.sets[0].elems.v4[0].lo, 0x0a000000);
 	assert_int_equal(t.sets[0].elems.v4[0].hi, 0x0a010202);
 	assert_int_equal(t.sets[0].elems.v4[1].lo, 0x0a010204);
 	assert_int_equal(t.sets[0].elems.v4[1].hi, 0x0affffff);
 	assert_int_equal(t.sets[1].elems.n6, 1);
-	assert_string_equal(t.sets[2].name, "rate_input_0_v4");
-	assert_int_equal(t.sets[2].kind, FW_SET_RATELIMIT);
-	assert_int_equal(t.sets[2].timeout_ms, 60000);
-	assert_string_equal(t.sets[3].name, "rate_input_0_v6");
+	assert_int_equal(t.sets[2].elems.n4 + t.sets[3].elems.n6, 0); /* dynamic: empty */
+	assert_string_equal(t.sets[4].name, "rate_input_0_v4");
+	assert_int_equal(t.sets[4].kind, FW_SET_RATELIMIT);
+	assert_int_equal(t.sets[4].timeout_ms, 60000);
+	assert_string_equal(t.sets[5].name, "rate_input_0_v6");
 	const struct fw_chain *in = &t.chains[FW_HOOK_INPUT];
-	assert_int_equal(in->n_rules, 5); /* failsafe, 2 blocklist, v4, v6 */
-	assert_string_equal(in->rules[3].limit.rate_set, "rate_input_0_v4");
-	assert_int_equal(in->rules[3].limit.rate, 100);
-	assert_int_equal(in->rules[3].limit.burst, 20);
-	assert_int_equal(in->rules[4].family, NFPROTO_IPV6);
+	assert_int_equal(in->n_rules, 7); /* failsafe, 4 blocklist, v4, v6 */
+	assert_string_equal(in->rules[5].limit.rate_set, "rate_input_0_v4");
+	assert_int_equal(in->rules[5].limit.rate, 100);
+	assert_int_equal(in->rules[5].limit.burst, 20);
+	assert_int_equal(in->rules[6].family, NFPROTO_IPV6);
+	fw_table_free(&t);
+	diags_free(&d);
+}
+
+/* The daemon's compile: the lists and the runtime blocks as given, each in
+ * its own pair of sets, copied. */
+static void test_compile_blocked_pairs(void **state)
+{
+	(void)state;
+	const char *text = "{\"version\": 1, \"blocklist\": {\"entries\": [\"10.0.0.0/8\"]},"
+			   " \"chains\": {}}";
+	struct diags d = { 0 };
+	struct policy *p = NULL;
+	assert_int_equal(policy_parse("p.json", text, strlen(text), &p, &d), 0);
+	struct cvz_rangeset lists = { 0 }, dyn = { 0 };
+	assert_int_equal(cvz_rangeset_add4(&lists, 0x0a000000, 0x0affffff), 0);
+	assert_int_equal(cvz_rangeset_add4(&dyn, 0x0a000001, 0x0a000001), 0); /* in both: fine */
+	assert_int_equal(cvz_rangeset_add4(&dyn, 0xcb007100, 0xcb0071ff), 0);
+	assert_int_equal(cvz_rangeset_add6(&dyn, 1, 1), 0);
+	struct fw_table t;
+	assert_int_equal(policy_compile_blocked(p, &lists, &dyn, &t), 0);
+	policy_free(p);
+	assert_int_equal(t.n_sets, 4);
+	assert_int_equal(t.sets[0].elems.n4, 1);
+	assert_int_equal(t.sets[1].elems.n6, 0);
+	assert_string_equal(t.sets[2].name, "dynamic_v4");
+	assert_int_equal(t.sets[2].elems.n4, 2);
+	assert_int_equal(t.sets[2].elems.v4[1].lo, 0xcb007100);
+	assert_string_equal(t.sets[3].name, "dynamic_v6");
+	assert_int_equal(t.sets[3].elems.n6, 1);
+	assert_int_equal(dyn.n4, 2); /* the caller's ranges are left alone */
+	cvz_rangeset_free(&lists);
+	cvz_rangeset_free(&dyn);
 	fw_table_free(&t);
 	diags_free(&d);
 }
@@ -433,6 +483,7 @@ int main(void)
 		cmocka_unit_test(test_examples_valid),
 		cmocka_unit_test(test_compile_node),
 		cmocka_unit_test(test_compile_blocklist_and_rate),
+		cmocka_unit_test(test_compile_blocked_pairs),
 		cmocka_unit_test(test_lockout_allowed),
 		cmocka_unit_test(test_failsafe),
 		cmocka_unit_test(test_unreadable),
