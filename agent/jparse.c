@@ -107,6 +107,15 @@ size_t jp_each(struct jctx *c, const char *path, json_t *v, const char *what,
 		jp_err(c, path, false, "empty %s list", what);
 		return 0;
 	}
+	jp_array(c, path, v, "an array", fn, arg);
+	return json_array_size(v);
+}
+
+void jp_array(struct jctx *c, const char *path, json_t *v, const char *what,
+	      void (*fn)(struct jctx *, const char *, json_t *, void *), void *arg)
+{
+	if (!jp_want(c, path, v, JSON_ARRAY, what))
+		return;
 	size_t i;
 	json_t *item;
 	json_array_foreach(v, i, item) {
@@ -114,7 +123,6 @@ size_t jp_each(struct jctx *c, const char *path, json_t *v, const char *what,
 		snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
 		fn(c, ipath, item, arg);
 	}
-	return json_array_size(v);
 }
 
 /* Checks that every key of obj is known, then parses the known ones. */

@@ -98,22 +98,6 @@ void icmp_type_names(uint8_t proto, char *buf, size_t len)
 	}
 }
 
-const char *l4proto_name(uint8_t proto)
-{
-	switch (proto) {
-	case IPPROTO_TCP:
-		return "tcp";
-	case IPPROTO_UDP:
-		return "udp";
-	case IPPROTO_ICMP:
-		return "icmp";
-	case IPPROTO_ICMPV6:
-		return "ipv6-icmp";
-	default:
-		return NULL;
-	}
-}
-
 static const struct {
 	uint32_t bit;
 	const char *name;

@@ -227,22 +227,25 @@ static void ifname_item(struct jctx *c, const char *path, json_t *v, void *arg)
 	jp_append(c, path, (void **)&l->v, &l->n, sizeof(name), name);
 }
 
+static void parse_ifnames(struct jctx *c, const char *path, json_t *v, char (**arr)[IFNAMSIZ],
+			  size_t *n)
+{
+	struct if_list l = { *arr, *n };
+	jp_each(c, path, v, "interface", ifname_item, &l);
+	*arr = l.v;
+	*n = l.n;
+}
+
 static void rule_iif(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct policy_rule *r = t;
-	struct if_list l = { r->iif, r->n_iif };
-	jp_each(c, path, v, "interface", ifname_item, &l);
-	r->iif = l.v;
-	r->n_iif = l.n;
+	parse_ifnames(c, path, v, &r->iif, &r->n_iif);
 }
 
 static void rule_oif(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct policy_rule *r = t;
-	struct if_list l = { r->oif, r->n_oif };
-	jp_each(c, path, v, "interface", ifname_item, &l);
-	r->oif = l.v;
-	r->n_oif = l.n;
+	parse_ifnames(c, path, v, &r->oif, &r->n_oif);
 }
 
 static void ct_item(struct jctx *c, const char *path, json_t *v, void *t)
@@ -479,14 +482,15 @@ static void chain_policy(struct jctx *c, const char *path, json_t *v, void *t)
 		     json_string_value(v));
 }
 
-static void chain_rules(struct jctx *c, const char *path, json_t *v, void *t)
+/* Parses a list of rules into ch. Failsafe rules may only accept (and need
+ * no "action"). */
+static void parse_rules(struct jctx *c, const char *path, json_t *v, struct policy_chain *ch,
+			enum fw_hook hook, bool failsafe)
 {
-	struct chain_target *ct = t;
 	if (!jp_want(c, path, v, JSON_ARRAY, "an array of rules"))
 		return;
-	size_t n = json_array_size(v);
-	ct->chain->rules = calloc(n ? n : 1, sizeof(struct policy_rule));
-	if (!ct->chain->rules) {
+	ch->rules = calloc(json_array_size(v) + 1, sizeof(struct policy_rule));
+	if (!ch->rules) {
 		jp_err(c, path, false, "out of memory");
 		return;
 	}
@@ -495,42 +499,30 @@ static void chain_rules(struct jctx *c, const char *path, json_t *v, void *t)
 	json_array_foreach(v, i, item) {
 		char rpath[JP_PATHLEN];
 		snprintf(rpath, sizeof(rpath), "%s[%zu]", path, i);
-		struct policy_rule *r = &ct->chain->rules[ct->chain->n_rules++];
+		struct policy_rule *r = &ch->rules[ch->n_rules++];
 		size_t before = c->errors;
+		if (failsafe)
+			r->verdict = FW_VERDICT_ACCEPT;
 		jp_object(c, rpath, item, rule_keys, ELEMENTSOF(rule_keys), r);
-		if (json_is_object(item) && c->errors == before)
-			check_rule(c, rpath, item, r, ct->hook);
+		if (failsafe && r->verdict != FW_VERDICT_ACCEPT)
+			jp_err(c, rpath, false, "failsafe rules only accept");
+		else if (json_is_object(item) && c->errors == before)
+			check_rule(c, rpath, item, r, hook);
 		r->where = jp_where(c, rpath);
 	}
+}
+
+static void chain_rules(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	struct chain_target *ct = t;
+	parse_rules(c, path, v, ct->chain, ct->hook, false);
 }
 
 /* "failsafe": rules like any other, but they only accept. */
 static void top_failsafe(struct jctx *c, const char *path, json_t *v, void *t)
 {
-	struct policy_chain *fs = &POLICY(c)->failsafe;
 	POLICY(c)->has_failsafe = true;
-	if (!jp_want(c, path, v, JSON_ARRAY, "an array of rules"))
-		return;
-	fs->rules = calloc(json_array_size(v) + 1, sizeof(struct policy_rule));
-	if (!fs->rules) {
-		jp_err(c, path, false, "out of memory");
-		return;
-	}
-	size_t i;
-	json_t *item;
-	json_array_foreach(v, i, item) {
-		char rpath[JP_PATHLEN];
-		snprintf(rpath, sizeof(rpath), "%s[%zu]", path, i);
-		struct policy_rule *r = &fs->rules[fs->n_rules++];
-		size_t before = c->errors;
-		r->verdict = FW_VERDICT_ACCEPT;
-		jp_object(c, rpath, item, rule_keys, ELEMENTSOF(rule_keys), r);
-		if (r->verdict != FW_VERDICT_ACCEPT)
-			jp_err(c, rpath, false, "failsafe rules only accept");
-		else if (json_is_object(item) && c->errors == before)
-			check_rule(c, rpath, item, r, FW_HOOK_INPUT);
-		r->where = jp_where(c, rpath);
-	}
+	parse_rules(c, path, v, &POLICY(c)->failsafe, FW_HOOK_INPUT, true);
 }
 
 /* Without a "failsafe" key: SSH from the safelist, as Calico Felix's
@@ -655,16 +647,7 @@ static void block_entry(struct jctx *c, const char *path, json_t *v, void *t)
 
 static void block_entries(struct jctx *c, const char *path, json_t *v, void *t)
 {
-	(void)t;
-	if (!jp_want(c, path, v, JSON_ARRAY, "an array of addresses"))
-		return;
-	size_t i;
-	json_t *item;
-	json_array_foreach(v, i, item) {
-		char ipath[JP_PATHLEN];
-		snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
-		block_entry(c, ipath, item, NULL);
-	}
+	jp_array(c, path, v, "an array of addresses", block_entry, t);
 }
 
 /* One line of a list file: strips comments, blanks and CR. */
@@ -757,16 +740,7 @@ static void list_file_item(struct jctx *c, const char *path, json_t *v, void *t)
 
 static void block_files(struct jctx *c, const char *path, json_t *v, void *t)
 {
-	(void)t;
-	if (!jp_want(c, path, v, JSON_ARRAY, "an array of file names"))
-		return;
-	size_t i;
-	json_t *item;
-	json_array_foreach(v, i, item) {
-		char ipath[JP_PATHLEN];
-		snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
-		list_file_item(c, ipath, item, NULL);
-	}
+	jp_array(c, path, v, "an array of file names", list_file_item, t);
 }
 
 static const struct jp_key blocklist_keys[] = {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "cleanup.h"
+#include "names.h"
 #include "render.h"
 #include "rule_plan.h"
 
@@ -174,7 +175,7 @@ static void put_proto_cb(FILE *f, int v, const void *arg)
 
 static void put_icmp_cb(FILE *f, int v, const void *arg)
 {
-	const char *name = plan_icmp_type_name(*(const uint8_t *)arg, (uint8_t)v);
+	const char *name = icmp_type_name(*(const uint8_t *)arg, (uint8_t)v);
 
 	if (name)
 		fputs(name, f);
@@ -201,16 +202,13 @@ static void put_l4(FILE *f, const struct rule_plan *p)
 /* In the order nft prints ct_state bits. */
 static void put_ct_state(FILE *f, uint32_t state)
 {
-	static const struct { uint32_t bit; const char *name; } bits[] = {
-		{ FW_CT_INVALID, "invalid" }, { FW_CT_ESTABLISHED, "established" },
-		{ FW_CT_RELATED, "related" }, { FW_CT_NEW, "new" },
-		{ FW_CT_UNTRACKED, "untracked" },
-	};
 	const char *sep = " ct state ";
 
-	for (size_t i = 0; i < ELEMENTSOF(bits); i++) {
-		if (state & bits[i].bit) {
-			fprintf(f, "%s%s", sep, bits[i].name);
+	/* nft prints the bits in ascending order */
+	for (uint32_t bit = 1; bit; bit <<= 1) {
+		const char *name = (state & bit) ? ct_state_name(bit) : NULL;
+		if (name) {
+			fprintf(f, "%s%s", sep, name);
 			sep = ",";
 		}
 	}

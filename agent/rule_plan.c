@@ -396,37 +396,6 @@ const char *plan_nfproto_name(uint8_t fam)
 	return fam == NFPROTO_IPV4 ? "ipv4" : fam == NFPROTO_IPV6 ? "ipv6" : "?";
 }
 
-/* nft 1.0.6 src/proto.c symbol tables; where two names share a value nft
- * prints the first one. */
-static const char *const icmp_names[19] = {
-	[0] = "echo-reply", [3] = "destination-unreachable",
-	[4] = "source-quench", [5] = "redirect", [8] = "echo-request",
-	[9] = "router-advertisement", [10] = "router-solicitation",
-	[11] = "time-exceeded", [12] = "parameter-problem",
-	[13] = "timestamp-request", [14] = "timestamp-reply",
-	[15] = "info-request", [16] = "info-reply",
-	[17] = "address-mask-request", [18] = "address-mask-reply",
-};
-
-static const char *const icmp6_names[] = {
-	[1] = "destination-unreachable", [2] = "packet-too-big",
-	[3] = "time-exceeded", [4] = "parameter-problem",
-	[128] = "echo-request", [129] = "echo-reply",
-	[130] = "mld-listener-query", [131] = "mld-listener-report",
-	[132] = "mld-listener-done", [133] = "nd-router-solicit",
-	[134] = "nd-router-advert", [135] = "nd-neighbor-solicit",
-	[136] = "nd-neighbor-advert", [137] = "nd-redirect",
-	[138] = "router-renumbering", [141] = "ind-neighbor-solicit",
-	[142] = "ind-neighbor-advert", [143] = "mld2-listener-report",
-};
-
-const char *plan_icmp_type_name(uint8_t proto, uint8_t type)
-{
-	if (proto == IPPROTO_ICMP)
-		return type < ELEMENTSOF(icmp_names) ? icmp_names[type] : NULL;
-	return type < ELEMENTSOF(icmp6_names) ? icmp6_names[type] : NULL;
-}
-
 const char *plan_limit_unit_name(uint64_t secs)
 {
 	switch (secs) {

@@ -79,5 +79,4 @@ int plan_check_set(const struct fw_set *s, const char **why);
  * (NULL when nft prints the number), "second".."week" for a limit unit
  * (NULL when nft has none). */
 const char *plan_nfproto_name(uint8_t fam);
-const char *plan_icmp_type_name(uint8_t proto, uint8_t type);
 const char *plan_limit_unit_name(uint64_t secs);

@@ -45,6 +45,10 @@ bool jp_want(struct jctx *c, const char *path, json_t *v, json_type t, const cha
  * empty array is reported as "empty WHAT list". Returns the count. */
 size_t jp_each(struct jctx *c, const char *path, json_t *v, const char *what,
 	       void (*fn)(struct jctx *, const char *, json_t *, void *), void *arg);
+/* Calls fn for each element of an array (empty is fine); anything but an
+ * array is reported as "expected WHAT, got TYPE". */
+void jp_array(struct jctx *c, const char *path, json_t *v, const char *what,
+	      void (*fn)(struct jctx *, const char *, json_t *, void *), void *arg);
 /* Checks every key of obj against keys[] and calls the parser of each. */
 void jp_object(struct jctx *c, const char *path, json_t *obj, const struct jp_key *keys,
 	       size_t nkeys, void *target);

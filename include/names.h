@@ -1,5 +1,6 @@
-/* Names nftables uses for protocol constants, shared by the policy parser
- * (name -> value) and the renderer (value -> name). */
+/* Names nftables 1.0.6 uses for protocol constants (its src/proto.c and
+ * src/ct.c symbol tables), shared by the policy parser (name -> value) and
+ * the renderer (value -> name). */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -13,9 +14,6 @@ const char *icmp_type_name(uint8_t proto, uint8_t type);
 int icmp_type_lookup(uint8_t proto, const char *name, uint8_t *type);
 /* Writes the comma-separated list of known names for proto into buf. */
 void icmp_type_names(uint8_t proto, char *buf, size_t len);
-
-/* "tcp", "udp", "icmp", "ipv6-icmp" as `nft list` prints l4proto values. */
-const char *l4proto_name(uint8_t proto);
 
 /* ct state bit names, in nft's print order (invalid, established, related,
  * new, untracked). */

@@ -33,7 +33,7 @@ CFLAGS="-std=gnu11 -O1 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wm
 [ "${ASAN:-0}" = 1 ] && CFLAGS="$CFLAGS -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 # shellcheck disable=SC2046,SC2086
 gcc $CFLAGS $(pkg-config --cflags libnftnl libmnl) -o "$BIN" tests/dev/nft_selftest.c \
-	agent/nft.c agent/render.c agent/rule_plan.c agent/addr.c agent/ruleset.c \
+	agent/nft.c agent/render.c agent/rule_plan.c agent/addr.c agent/ruleset.c agent/names.c \
 	$(pkg-config --libs libnftnl libmnl) || exit 1
 
 RUN=("$BIN")
