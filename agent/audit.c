@@ -61,14 +61,9 @@ const char *audit_event_id(enum audit_event ev)
 	return (unsigned)ev < AE_COUNT ? events[ev].id : "00000000000000000000000000000000";
 }
 
-int audit_event_priority(enum audit_event ev)
+static int audit_event_priority(enum audit_event ev)
 {
 	return (unsigned)ev < AE_COUNT ? events[ev].priority : LOG_ERR;
-}
-
-uint64_t audit_dropped(void)
-{
-	return dropped;
 }
 
 /* ---- sanitizing ------------------------------------------------------ */

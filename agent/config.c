@@ -104,7 +104,7 @@ static int set_defaults(struct agent_config *cfg)
 	return cfg->policy && cfg->state_dir && cfg->socket ? 0 : -ENOMEM;
 }
 
-int config_parse(const char *file, const char *text, size_t len, struct agent_config **out,
+static int config_parse(const char *file, const char *text, size_t len, struct agent_config **out,
 		 struct diags *d)
 {
 	json_t *root = jp_loadb(file, text, len, d);

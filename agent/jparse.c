@@ -155,7 +155,8 @@ void jp_object(struct jctx *c, const char *path, json_t *obj,
 
 /* ---- scalar helpers --------------------------------------------------- */
 
-bool jp_printable(const char *s)
+/* Printable ASCII without '"' or '\\'. */
+static bool jp_printable(const char *s)
 {
 	for (; *s; s++)
 		if (*s < 0x20 || *s > 0x7e || *s == '"' || *s == '\\')

@@ -53,7 +53,6 @@ struct audit_fields {
 /* Event name ("addr_blocked") and its MESSAGE_ID as 32 hex digits. */
 const char *audit_event_name(enum audit_event ev);
 const char *audit_event_id(enum audit_event ev);
-int audit_event_priority(enum audit_event ev);
 
 /* Sends one entry. fmt builds MESSAGE (one readable sentence); it is
  * sanitized too, so it may quote outside text. */
@@ -66,5 +65,3 @@ void audit_emit(enum audit_event ev, const struct audit_fields *f, const char *f
  * ***REDACTED***), escapes control characters as \xNN, and caps the result at
  * max-1 bytes (marking a cut with "..."). Always NUL-terminates out. */
 void audit_sanitize(const char *in, char *out, size_t max);
-/* Number of entries dropped because journald's socket was full. */
-uint64_t audit_dropped(void);

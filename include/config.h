@@ -25,6 +25,4 @@ struct agent_config {
 /* Reads and validates a config; errors as FILE:LINE:COL in d. Returns 0 and
  * *out (free with config_free), -EINVAL when invalid, -errno unreadable. */
 int config_load(const char *file, struct agent_config **out, struct diags *d);
-int config_parse(const char *file, const char *text, size_t len, struct agent_config **out,
-		 struct diags *d);
 void config_free(struct agent_config *c);

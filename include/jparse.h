@@ -53,10 +53,8 @@ void jp_array(struct jctx *c, const char *path, json_t *v, const char *what,
 void jp_object(struct jctx *c, const char *path, json_t *obj, const struct jp_key *keys,
 	       size_t nkeys, void *target);
 
-/* Printable ASCII without '"' or '\\'. */
-bool jp_printable(const char *s);
 /* A short string that ends up in the kernel or a log: at most max-1 chars,
- * jp_printable. Copied into out (max bytes) only when valid. */
+ * printable ASCII without quotes or backslashes. Copied into out (max bytes) only when valid. */
 void jp_text(struct jctx *c, const char *path, json_t *v, char *out, size_t max);
 void jp_bool(struct jctx *c, const char *path, json_t *v, bool *out);
 void jp_prefix(struct jctx *c, const char *path, json_t *v, struct cvz_prefix *out);
