@@ -13,7 +13,7 @@ DESTDIR  ?=
 BUILD    ?= build
 
 CC       ?= cc
-PKGS     := libnftnl libmnl jansson libsystemd libcrypto
+PKGS     := libnftnl libmnl jansson libsystemd libcrypto libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -70,14 +70,16 @@ ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="-O1 -g" SAN="$(ASAN_FLAGS)" unit $(BUILD)/asan/cloudviz-agent
 
-# libFuzzer target for the policy parser (needs clang).
-# The library is built with -fsanitize=fuzzer-no-link; only the target links
-# libFuzzer's main.
+# libFuzzer targets, one per tests/fuzz/fuzz_*.c (needs clang): the policy
+# parser and the control API reply parser. The library is built with
+# -fsanitize=fuzzer-no-link; only the targets link libFuzzer's main.
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=%)
 fuzz:
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz CC=clang CFLAGS="-O1 -g" \
-		SAN="-fsanitize=fuzzer-no-link,address,undefined" $(BUILD)/fuzz/fuzz_policy
+		SAN="-fsanitize=fuzzer-no-link,address,undefined" $(addprefix $(BUILD)/fuzz/,$(FUZZ_BIN))
 
-$(BUILD)/fuzz_policy: $(BUILD)/tests/fuzz/fuzz_policy.o $(BUILD)/libagent.a
+$(BUILD)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/libagent.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

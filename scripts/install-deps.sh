@@ -4,8 +4,8 @@
 # Without root it only reports what is missing.
 set -eu
 
-PKGS="gcc make pkg-config time libnftnl-dev libmnl-dev libjansson-dev libsystemd-dev libssl-dev libcmocka-dev
-nftables iproute2 python3 iputils-ping procps util-linux clang systemd strace"
+PKGS="gcc make pkg-config time libnftnl-dev libmnl-dev libjansson-dev libsystemd-dev libssl-dev libcurl4-openssl-dev libseccomp-dev libcmocka-dev
+nftables iproute2 python3 iputils-ping procps util-linux clang systemd strace openssl"
 
 missing=""
 for p in $PKGS; do

@@ -2,7 +2,7 @@
 # The test runner `make check` calls after building. Tiers, in order:
 #   unit         build/tests/test_*             plain unit tests
 #   asan         build/asan/tests/test_*        the same under ASan+UBSan
-#   fuzz         make fuzz; build/fuzz/fuzz_policy for $FUZZ_SECONDS (20) s
+#   fuzz         make fuzz; each build/fuzz/fuzz_* for $FUZZ_SECONDS (20) s
 #   integration  tests/integration/test_*       throwaway netns, real packets (root)
 # Each program counts once: PASS, FAIL (its output follows) or SKIP (why).
 # The last line is always "N passed, N failed[, N skipped]"; the exit status is
@@ -111,15 +111,24 @@ if want fuzz; then
 			fail fuzz "make fuzz failed" "$work/fuzzbuild"
 		fi
 	else
-		# New inputs go to a scratch corpus (the first directory), so the
-		# checked-in seeds stay as they are; crashes land in build/fuzz/.
-		mkdir -p "$work/corpus" "$BUILD/fuzz/artifacts"
-		seeds=(policy/examples)
-		[ -d tests/fuzz/corpus ] && seeds=(tests/fuzz/corpus "${seeds[@]}")
-		run_one "fuzz/fuzz_policy (${FUZZ_SECONDS}s)" $((FUZZ_SECONDS + 120)) \
-			"$BUILD/fuzz/fuzz_policy" -max_total_time="$FUZZ_SECONDS" -detect_leaks="$LSAN" \
-			-error_exitcode=99 -timeout_exitcode=98 \
-			-artifact_prefix="$BUILD/fuzz/artifacts/" "$work/corpus" "${seeds[@]}"
+		# Each target runs FUZZ_SECONDS. New inputs go to a scratch corpus
+		# (the first directory), so the checked-in seeds stay as they are;
+		# crashes land in build/fuzz/artifacts/.
+		mkdir -p "$BUILD/fuzz/artifacts"
+		for src in tests/fuzz/fuzz_*.c; do
+			name=$(basename "$src" .c)
+			case $name in
+			fuzz_policy) seeds=(tests/fuzz/corpus policy/examples) ;;
+			*) seeds=("tests/fuzz/corpus_${name#fuzz_}") ;;
+			esac
+			mkdir -p "$work/corpus_$name"
+			existing=()
+			for s in "${seeds[@]}"; do [ -d "$s" ] && existing+=("$s"); done
+			run_one "fuzz/$name (${FUZZ_SECONDS}s)" $((FUZZ_SECONDS + 120)) \
+				"$BUILD/fuzz/$name" -max_total_time="$FUZZ_SECONDS" -detect_leaks="$LSAN" \
+				-error_exitcode=99 -timeout_exitcode=98 \
+				-artifact_prefix="$BUILD/fuzz/artifacts/" "$work/corpus_$name" "${existing[@]}"
+		done
 	fi
 fi
 
