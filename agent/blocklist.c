@@ -81,12 +81,76 @@ static bool same_prefix(const struct cvz_prefix *a, const struct cvz_prefix *b)
 	return a->family == b->family && a->len == b->len && memcmp(a->addr, b->addr, 16) == 0;
 }
 
+static uint64_t entry_hash(const struct cvz_prefix *p, enum bl_origin origin)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	const uint8_t head[3] = { p->family, p->len, (uint8_t)origin };
+	for (size_t i = 0; i < sizeof(head); i++)
+		h = (h ^ head[i]) * 1099511628211ULL;
+	for (size_t i = 0; i < sizeof(p->addr); i++)
+		h = (h ^ p->addr[i]) * 1099511628211ULL;
+	return h ^ (h >> 29);
+}
+
+/* The slot holding (p, origin), or the empty slot where it would go. */
+static size_t slot_of(const struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origin)
+{
+	size_t mask = b->nslots - 1, i = entry_hash(p, origin) & mask;
+	while (b->slot[i]) {
+		const struct bl_entry *e = &b->v[b->slot[i] - 1];
+		if (e->origin == origin && same_prefix(&e->prefix, p))
+			return i;
+		i = (i + 1) & mask;
+	}
+	return i;
+}
+
+static int index_grow(struct blocklist *b, size_t want)
+{
+	if (want * 2 <= b->nslots)
+		return 0;
+	size_t n = b->nslots ? b->nslots : 64;
+	while (n < want * 2)
+		n *= 2;
+	uint32_t *ns = calloc(n, sizeof(*ns));
+	if (!ns)
+		return -ENOMEM;
+	free(b->slot);
+	b->slot = ns;
+	b->nslots = n;
+	for (size_t i = 0; i < b->n; i++)
+		b->slot[slot_of(b, &b->v[i].prefix, (enum bl_origin)b->v[i].origin)] = (uint32_t)i + 1;
+	return 0;
+}
+
+/* Empties slot i, moving later entries of its probe run back so lookups
+ * never stop early (no tombstones). */
+static void index_delete(struct blocklist *b, size_t i)
+{
+	size_t mask = b->nslots - 1, j = i;
+	b->slot[i] = 0;
+	for (;;) {
+		j = (j + 1) & mask;
+		if (!b->slot[j])
+			return;
+		const struct bl_entry *e = &b->v[b->slot[j] - 1];
+		size_t home = entry_hash(&e->prefix, (enum bl_origin)e->origin) & mask;
+		/* j's entry may fill the hole unless its home lies in (i, j] */
+		bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+		if (stays)
+			continue;
+		b->slot[i] = b->slot[j];
+		b->slot[j] = 0;
+		i = j;
+	}
+}
+
 struct bl_entry *bl_find(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origin)
 {
-	for (size_t i = 0; i < b->n; i++)
-		if (b->v[i].origin == origin && same_prefix(&b->v[i].prefix, p))
-			return &b->v[i];
-	return NULL;
+	if (!b->nslots)
+		return NULL;
+	uint32_t s = b->slot[slot_of(b, p, origin)];
+	return s ? &b->v[s - 1] : NULL;
 }
 
 /* Replaces *dst with a copy of src when src is given. */
@@ -114,6 +178,8 @@ int bl_add(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origi
 			return -ENOMEM;
 		return 0;
 	}
+	if (b->n >= UINT32_MAX - 1 || index_grow(b, b->n + 1) < 0)
+		return -ENOMEM;
 	if (b->n == b->cap) {
 		size_t ncap = b->cap ? b->cap * 2 : 16;
 		struct bl_entry *nv = reallocarray(b->v, ncap, sizeof(*nv));
@@ -133,6 +199,7 @@ int bl_add(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origi
 		e->reason = NULL;
 		return -ENOMEM;
 	}
+	b->slot[slot_of(b, p, origin)] = (uint32_t)b->n + 1;
 	b->n++;
 	return 1;
 }
@@ -144,14 +211,18 @@ static void entry_free(struct bl_entry *e)
 	e->reason = e->incident = NULL;
 }
 
-/* Frees entry i and fills its slot with the last entry. */
+/* Frees entry i and fills its place with the last entry. */
 static void remove_at(struct blocklist *b, size_t i)
 {
-	entry_free(&b->v[i]);
+	struct bl_entry *e = &b->v[i];
+	index_delete(b, slot_of(b, &e->prefix, (enum bl_origin)e->origin));
+	entry_free(e);
 	b->n--;
 	if (i != b->n) {
-		b->v[i] = b->v[b->n];
-		memset(&b->v[b->n], 0, sizeof(b->v[b->n]));
+		struct bl_entry *last = &b->v[b->n];
+		b->slot[slot_of(b, &last->prefix, (enum bl_origin)last->origin)] = (uint32_t)i + 1;
+		*e = *last;
+		memset(last, 0, sizeof(*last));
 	}
 }
 
@@ -196,6 +267,7 @@ void bl_free(struct blocklist *b)
 	for (size_t i = 0; i < b->n; i++)
 		entry_free(&b->v[i]);
 	free(b->v);
+	free(b->slot);
 	memset(b, 0, sizeof(*b));
 }
 

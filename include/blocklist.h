@@ -30,9 +30,14 @@ struct bl_entry {
 	char *incident;  /* may be NULL */
 };
 
+/* Entries in an array (v[0..n), order not meaningful: removal moves the
+ * last entry into the hole) with a hash index on (prefix, origin), so that
+ * finding, adding and removing stay O(1) with 10^5 control-API entries. */
 struct blocklist {
 	struct bl_entry *v;
 	size_t n, cap;
+	uint32_t *slot; /* open addressing, linear probing: index+1, 0 empty */
+	size_t nslots;  /* power of two, kept at least twice n */
 };
 
 const char *bl_origin_name(enum bl_origin o);
@@ -53,7 +58,8 @@ int bl_add(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origi
 	   uint64_t ttl, const char *reason, const char *incident, int64_t now);
 /* Removes the entry for (p, origin). Returns 0 or -ENOENT. */
 int bl_remove(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origin);
-/* Finds the entry for (p, origin), or NULL. */
+/* Finds the entry for (p, origin), or NULL. The pointer is valid until the
+ * next add or remove. */
 struct bl_entry *bl_find(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origin);
 /* Removes every entry with expires <= now, calling fn (may be NULL) on each
  * before it is freed. Returns how many expired. */

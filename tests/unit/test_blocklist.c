@@ -208,6 +208,59 @@ static void test_never_blockable_carved(void **state)
 	bl_view_free(&v);
 }
 
+/* The hash index against a plain model: random adds, removes and expiries
+ * over a small key space (so probe runs collide and wrap), checking after
+ * every step that exactly the model's keys are found. */
+static void test_index_matches_model(void **state)
+{
+	(void)state;
+	enum { KEYS = 600, STEPS = 20000 };
+	static int64_t model[KEYS]; /* 0 absent, else expiry (or -1: forever) */
+	memset(model, 0, sizeof(model));
+	struct blocklist b = { 0 };
+	srand(7);
+	for (int step = 0; step < STEPS; step++) {
+		int k = rand() % KEYS, op = rand() % 10;
+		struct cvz_prefix p = { .family = AF_INET, .len = 32,
+					.addr = { 198, 51, (uint8_t)(k >> 8), (uint8_t)k } };
+		enum bl_origin og = k % 2 ? ORIGIN_CONTROL : ORIGIN_OPERATOR;
+		if (op < 6) {
+			uint64_t ttl = (uint64_t)(rand() % 3) * 10;
+			int r = bl_add(&b, &p, og, ttl, NULL, NULL, 1000);
+			assert_int_equal(r, model[k] ? 0 : 1);
+			int64_t want = ttl ? 1000 + (int64_t)ttl : -1;
+			if (!model[k] || want == -1 || (model[k] != -1 && want > model[k]))
+				model[k] = want;
+		} else if (op < 9) {
+			assert_int_equal(bl_remove(&b, &p, og), model[k] ? 0 : -ENOENT);
+			model[k] = 0;
+		} else {
+			size_t n = 0;
+			for (int i = 0; i < KEYS; i++)
+				if (model[i] > 0 && model[i] <= 1010) {
+					model[i] = 0;
+					n++;
+				}
+			assert_int_equal(bl_expire(&b, 1010, NULL, NULL), n);
+		}
+		if (step % 500 == 0 || step == STEPS - 1) {
+			size_t live = 0;
+			for (int i = 0; i < KEYS; i++) {
+				struct cvz_prefix q = { .family = AF_INET, .len = 32,
+							.addr = { 198, 51, (uint8_t)(i >> 8), (uint8_t)i } };
+				struct bl_entry *e = bl_find(&b, &q, i % 2 ? ORIGIN_CONTROL : ORIGIN_OPERATOR);
+				assert_true((e != NULL) == (model[i] != 0));
+				assert_null(bl_find(&b, &q, i % 2 ? ORIGIN_OPERATOR : ORIGIN_CONTROL));
+				if (e)
+					assert_int_equal(e->expires, model[i] == -1 ? 0 : model[i]);
+				live += model[i] != 0;
+			}
+			assert_int_equal(b.n, live);
+		}
+	}
+	bl_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -217,6 +270,7 @@ int main(void)
 		cmocka_unit_test(test_lists_dynamic_and_diff),
 		cmocka_unit_test(test_dynamic_minus_safe),
 		cmocka_unit_test(test_never_blockable_carved),
+		cmocka_unit_test(test_index_matches_model),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
