@@ -107,10 +107,22 @@ static int declare_rate_set(struct fw_table *t, const char *name, int fam,
 	return 0;
 }
 
+/* Lockdown tightens a limit: rate and burst divided by factor, but never
+ * to 0, which would drop everything the rule admits (and nft refuses). */
+static void scale_limit(struct fw_limit *l, uint32_t factor)
+{
+	if (factor <= 1)
+		return;
+	l->rate = l->rate / factor ? l->rate / factor : 1;
+	l->burst = l->burst / factor ? l->burst / factor : 1;
+}
+
 /* Emits one kernel rule for policy rule pr restricted to family fam (0 =
- * both) and to one input and one output interface (NULL = any). */
+ * both) and to one input and one output interface (NULL = any); its rate
+ * limit divided by factor (1: as written). */
 static int emit_rule(struct fw_table *t, struct fw_chain *ch, const char *tag, size_t idx,
-		     const struct policy_rule *pr, int fam, const char *iif, const char *oif)
+		     const struct policy_rule *pr, uint32_t factor, int fam, const char *iif,
+		     const char *oif)
 {
 	struct fw_rule *r = fw_chain_add_rule(ch);
 	int err = 0;
@@ -135,6 +147,7 @@ static int emit_rule(struct fw_table *t, struct fw_chain *ch, const char *tag, s
 	r->n_icmp_type = r->icmp_type ? pr->n_icmp_type : 0;
 	r->has_limit = pr->has_limit;
 	r->limit = pr->limit;
+	scale_limit(&r->limit, factor);
 	if (pr->has_limit && pr->limit.per_source) {
 		snprintf(r->limit.rate_set, sizeof(r->limit.rate_set), "rate_%s_%zu_%s", tag, idx,
 			 fam == NFPROTO_IPV4 ? "v4" : "v6");
@@ -191,9 +204,10 @@ static size_t rule_split(const struct policy_rule *pr, int fams[2])
 	return n;
 }
 
-/* tag names the rule list in rate-limit set names ("input", "failsafe"). */
+/* tag names the rule list in rate-limit set names ("input", "failsafe");
+ * factor divides the rule's rate limit (1: as written). */
 static int compile_rule(struct fw_table *t, struct fw_chain *ch, const char *tag, size_t idx,
-			const struct policy_rule *pr)
+			const struct policy_rule *pr, uint32_t factor)
 {
 	int fams[2];
 	size_t nf = rule_split(pr, fams);
@@ -201,7 +215,7 @@ static int compile_rule(struct fw_table *t, struct fw_chain *ch, const char *tag
 	for (size_t f = 0; f < nf; f++)
 		for (size_t i = 0; i < ni; i++)
 			for (size_t o = 0; o < no; o++) {
-				int err = emit_rule(t, ch, tag, idx, pr, fams[f],
+				int err = emit_rule(t, ch, tag, idx, pr, factor, fams[f],
 						    pr->n_iif ? pr->iif[i] : NULL,
 						    pr->n_oif ? pr->oif[o] : NULL);
 				if (err < 0)
@@ -321,17 +335,78 @@ static struct policy_rule mirror_failsafe(const struct policy_rule *r)
 	return m;
 }
 
+/* Lockdown's sources of one family: allow_from's and loopback's, so that
+ * local services keep talking to each other. */
+static int lockdown_sources(const struct policy *p, int fam, struct fw_rule *r)
+{
+	static const struct cvz_prefix lo4 = { AF_INET, 8, { 127 } };
+	static const struct cvz_prefix lo6 = { AF_INET6, 128, { [15] = 1 } };
+	const struct policy_lockdown *l = &p->lockdown;
+	int err = copy_prefixes(l->allow_from, l->n_allow_from, fam, &r->saddr, &r->n_saddr);
+	if (err)
+		return err;
+	struct cvz_prefix *v = reallocarray(r->saddr, r->n_saddr + 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v[r->n_saddr++] = fam == NFPROTO_IPV4 ? lo4 : lo6;
+	r->saddr = v;
+	return 0;
+}
+
+/* While locked down, a new connection from outside allow_from is dropped
+ * before any policy rule can accept it; established flows (the node's own
+ * connections too), the failsafe before it and loopback traffic (iifname lo:
+ * also to the node's own public addresses) go on as before. ICMPv6
+ * neighbour discovery is untracked, never "new", so it keeps working. */
+static int add_lockdown_rules(struct fw_chain *ch, const struct policy *p)
+{
+	static const int fams[] = { NFPROTO_IPV4, NFPROTO_IPV6 };
+	for (size_t i = 0; i < ELEMENTSOF(fams); i++) {
+		struct fw_rule *r = fw_chain_add_rule(ch);
+		if (!r)
+			return -ENOMEM;
+		snprintf(r->iifname, sizeof(r->iifname), "lo");
+		r->iifname_invert = true;
+		r->family = (uint8_t)fams[i];
+		r->saddr_invert = true;
+		r->ct_state = FW_CT_NEW;
+		r->counter = true;
+		r->verdict = FW_VERDICT_DROP;
+		snprintf(r->comment, sizeof(r->comment), "lockdown");
+		int err = lockdown_sources(p, fams[i], r);
+		if (err)
+			return err;
+		r->origin = p->lockdown.where ? strdup(p->lockdown.where) : NULL;
+		if (!r->origin && asprintf(&r->origin, "%s (lockdown)", p->file) < 0) {
+			r->origin = NULL;
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
 int policy_compile(const struct policy *p, struct fw_table *t)
 {
-	return policy_compile_blocked(p, NULL, NULL, t);
+	return policy_compile_opts(p, NULL, t);
 }
 
 int policy_compile_blocked(const struct policy *p, const struct cvz_rangeset *lists,
 			   const struct cvz_rangeset *dynamic, struct fw_table *t)
 {
+	const struct compile_opts o = { .lists = lists, .dynamic = dynamic };
+	return policy_compile_opts(p, &o, t);
+}
+
+int policy_compile_opts(const struct policy *p, const struct compile_opts *o,
+			struct fw_table *t)
+{
+	static const struct compile_opts plain = { 0 };
 	int err;
+	if (!o)
+		o = &plain;
+	uint32_t factor = o->lockdown ? p->lockdown.rate_limit_factor : 1;
 	memset(t, 0, sizeof(*t));
-	err = add_blocklist_sets(t, p, lists, dynamic);
+	err = add_blocklist_sets(t, p, o->lists, o->dynamic);
 	for (int h = 0; !err && h < FW_HOOK_COUNT; h++) {
 		struct fw_chain *ch = &t->chains[h];
 		const struct policy_chain *pc = &p->chains[h];
@@ -341,15 +416,17 @@ int policy_compile_blocked(const struct policy *p, const struct cvz_rangeset *li
 		   before the output blocklist, or a blocked address inside a
 		   failsafe could connect but never hear back */
 		for (size_t i = 0; !err && h == FW_HOOK_INPUT && i < p->failsafe.n_rules; i++)
-			err = compile_rule(t, ch, "failsafe", i, &p->failsafe.rules[i]);
+			err = compile_rule(t, ch, "failsafe", i, &p->failsafe.rules[i], 1);
 		for (size_t i = 0; !err && h == FW_HOOK_OUTPUT && i < p->failsafe.n_rules; i++) {
 			struct policy_rule reply = mirror_failsafe(&p->failsafe.rules[i]);
-			err = compile_rule(t, ch, "failsafe_reply", i, &reply);
+			err = compile_rule(t, ch, "failsafe_reply", i, &reply, 1);
 		}
 		if (!err)
 			err = add_blocklist_rules(ch, p->file);
+		if (!err && o->lockdown && h == FW_HOOK_INPUT)
+			err = add_lockdown_rules(ch, p);
 		for (size_t i = 0; !err && i < pc->n_rules; i++)
-			err = compile_rule(t, ch, fw_hook_name(ch->hook), i, &pc->rules[i]);
+			err = compile_rule(t, ch, fw_hook_name(ch->hook), i, &pc->rules[i], factor);
 		if (!err && p->log_dropped && p->log_chains[h])
 			err = add_log_rule(ch, p);
 	}

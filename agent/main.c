@@ -40,6 +40,7 @@ struct opts {
 	const char *reason;
 	const char *incident;
 	const char *confirm_within;
+	bool lockdown;
 };
 
 static const struct opt_def {
@@ -58,6 +59,8 @@ static const struct opt_def {
 	{ "incident", "ID", "incident id", 'i', C_BLOCK },
 	{ "confirm-within", "DURATION", "revert unless `confirm` arrives in time", 'w', C_RELOAD },
 	{ "no-seccomp", NULL, "debugging only: run without the system call filter", 'S', C_RUN },
+	{ "lockdown", NULL, "with the policy's lockdown section switched on", 'L',
+	  C_CHECK | C_RENDER | C_APPLY },
 };
 
 struct command {
@@ -85,7 +88,18 @@ static int load(const char *file, struct policy **out)
 	return r == -EINVAL ? EXIT_INVALID : EXIT_USAGE;
 }
 
-static int check_config(const char *file)
+/* With --lockdown: a policy whose lockdown would leave no way in is
+ * refused, as the daemon refuses to switch it on. */
+static int lockdown_ok(const struct opts *o, const char *file, const struct policy *p)
+{
+	char why[512];
+	if (!o->lockdown || policy_lockdown_usable(p, why, sizeof(why)))
+		return EXIT_OK;
+	fprintf(stderr, "%s: error: cannot lock down: %s\n", file, why);
+	return EXIT_INVALID;
+}
+
+static int check_config(const struct opts *o, const char *file)
 {
 	struct diags d = { 0 };
 	struct agent_config *cfg = NULL;
@@ -98,7 +112,9 @@ static int check_config(const char *file)
 	struct policy *p = NULL;
 	int rc = load(cfg->policy, &p);
 	if (rc == EXIT_OK)
-		printf("%s: valid\n", cfg->policy);
+		rc = lockdown_ok(o, cfg->policy, p);
+	if (rc == EXIT_OK)
+		printf("%s: valid%s\n", cfg->policy, o->lockdown ? ", lockdown usable" : "");
 	policy_free(p);
 	config_free(cfg);
 	return rc;
@@ -107,7 +123,7 @@ static int check_config(const char *file)
 static int cmd_check(const struct opts *o, int argc, char **argv)
 {
 	if (o->config)
-		return argc ? EXIT_USAGE : check_config(o->config);
+		return argc ? EXIT_USAGE : check_config(o, o->config);
 	if (argc == 0) {
 		fprintf(stderr, "cloudviz-agent: check: name policy files, or -c CONFIG\n");
 		return EXIT_USAGE;
@@ -117,7 +133,9 @@ static int cmd_check(const struct opts *o, int argc, char **argv)
 		struct policy *p = NULL;
 		int r = load(argv[i], &p);
 		if (r == EXIT_OK)
-			printf("%s: valid\n", argv[i]);
+			r = lockdown_ok(o, argv[i], p);
+		if (r == EXIT_OK)
+			printf("%s: valid%s\n", argv[i], o->lockdown ? ", lockdown usable" : "");
 		if (r > rc)
 			rc = r;
 		policy_free(p);
@@ -125,13 +143,18 @@ static int cmd_check(const struct opts *o, int argc, char **argv)
 	return rc;
 }
 
-static int load_and_compile(const char *file, struct fw_table *t)
+static int load_and_compile(const struct opts *o, const char *file, struct fw_table *t)
 {
 	struct policy *p = NULL;
 	int rc = load(file, &p);
-	if (rc != EXIT_OK)
+	if (rc == EXIT_OK)
+		rc = lockdown_ok(o, file, p);
+	if (rc != EXIT_OK) {
+		policy_free(p);
 		return rc;
-	int r = policy_compile(p, t);
+	}
+	const struct compile_opts co = { .lockdown = o->lockdown };
+	int r = policy_compile_opts(p, &co, t);
 	policy_free(p);
 	if (r < 0) {
 		fprintf(stderr, "%s: error: cannot compile policy: %s\n", file, strerror(-r));
@@ -143,7 +166,7 @@ static int load_and_compile(const char *file, struct fw_table *t)
 static int cmd_render(const struct opts *o, int argc, char **argv)
 {
 	struct fw_table t;
-	int rc = load_and_compile(argv[0], &t);
+	int rc = load_and_compile(o, argv[0], &t);
 	if (rc != EXIT_OK)
 		return rc;
 	int r = render_table(&t, stdout, true);
@@ -168,7 +191,7 @@ static size_t count_rules(const struct fw_table *t)
 static int cmd_apply(const struct opts *o, int argc, char **argv)
 {
 	struct fw_table t;
-	int rc = load_and_compile(argv[0], &t);
+	int rc = load_and_compile(o, argv[0], &t);
 	if (rc != EXIT_OK)
 		return rc;
 	char err[1024] = "";
@@ -190,8 +213,8 @@ static int cmd_apply(const struct opts *o, int argc, char **argv)
 		n4 += t.sets[i].kind == FW_SET_ADDR ? t.sets[i].elems.n4 : 0;
 		n6 += t.sets[i].kind == FW_SET_ADDR ? t.sets[i].elems.n6 : 0;
 	}
-	printf("%s: applied to table inet %s: %zu rules, %zu IPv4 and %zu IPv6 blocked ranges\n",
-	       argv[0], FW_TABLE_NAME, count_rules(&t), n4, n6);
+	printf("%s: applied to table inet %s%s: %zu rules, %zu IPv4 and %zu IPv6 blocked ranges\n",
+	       argv[0], FW_TABLE_NAME, o->lockdown ? " with lockdown on" : "", count_rules(&t), n4, n6);
 	fw_table_free(&t);
 	return EXIT_OK;
 }
@@ -382,8 +405,8 @@ static int cmd_help(const struct opts *o, int argc, char **argv)
 static const struct command commands[] = {
 	{ "run", C_RUN, "", 0, 0, "run the agent in the foreground", cmd_run },
 	{ "check", C_CHECK, "FILE... | -c CONFIG", 0, -1, "validate policies (or a config and its policy)", cmd_check },
-	{ "render", C_RENDER, "FILE", 1, 1, "print the nft script a policy compiles to", cmd_render },
-	{ "apply", C_APPLY, "FILE", 1, 1, "replace table inet cloudviz with a policy, atomically", cmd_apply },
+	{ "render", C_RENDER, "[--lockdown] FILE", 1, 1, "print the nft script a policy compiles to", cmd_render },
+	{ "apply", C_APPLY, "[--lockdown] FILE", 1, 1, "replace table inet cloudviz with a policy, atomically", cmd_apply },
 	{ "status", C_STATUS, "", 0, 0, "show what the running agent enforces", cmd_status },
 	{ "list", C_LIST, "", 0, 0, "list blocklist entries", cmd_list },
 	{ "block", C_BLOCK, "ADDR[/PREFIX]", 1, 1, "block an address or prefix", cmd_block },
@@ -445,6 +468,7 @@ static int parse_opts(const struct command *c, int argc, char **argv, struct opt
 		case 'i': o->incident = optarg; break;
 		case 'w': o->confirm_within = optarg; break;
 		case 'S': o->no_seccomp = true; break;
+		case 'L': o->lockdown = true; break;
 		default: return EXIT_USAGE;
 		}
 	}

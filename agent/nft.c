@@ -606,8 +606,9 @@ static void rb_bitwise(struct rb *x, const void *mask, uint32_t len)
 }
 
 /* Named sets are looked up by name (and id: created in this batch); an
- * unknown name is left for the kernel to refuse with ENOENT. */
-static void rb_lookup(struct rb *x, const char *set, uint32_t id)
+ * unknown name is left for the kernel to refuse with ENOENT. `!= @set` is
+ * the inverted lookup; nft sends the flags attribute only then. */
+static void rb_lookup(struct rb *x, const char *set, uint32_t id, bool invert)
 {
 	struct nftnl_expr *e = rb_expr(x, "lookup");
 	if (!e)
@@ -616,6 +617,8 @@ static void rb_lookup(struct rb *x, const char *set, uint32_t id)
 	rb_ok(x, nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set));
 	if (id)
 		nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SET_ID, id);
+	if (invert)
+		nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
 }
 
 static uint32_t named_set_id(const struct nft_batch *b, const char *name)
@@ -627,7 +630,7 @@ static uint32_t named_set_id(const struct nft_batch *b, const char *name)
 }
 
 static void rb_anon_lookup(struct rb *x, const struct set_key *k,
-			   const struct elem_src *src)
+			   const struct elem_src *src, bool invert)
 {
 	uint32_t id;
 	int ret;
@@ -638,7 +641,7 @@ static void rb_anon_lookup(struct rb *x, const struct set_key *k,
 		x->err = ret;
 		return;
 	}
-	rb_lookup(x, "__set%d", id);
+	rb_lookup(x, "__set%d", id, invert);
 }
 
 static void rb_meta_cmp8(struct rb *x, uint32_t key, uint8_t v)
@@ -657,8 +660,9 @@ static void rb_dep(struct rb *x)
 }
 
 /* iifname "lo" compares all 16 bytes; "br-*" compares only "br-". */
-static void rb_ifname(struct rb *x, uint32_t key, const char *name)
+static void rb_ifname(struct rb *x, uint32_t key, const char *name, bool invert)
 {
+	uint32_t op = invert ? NFT_CMP_NEQ : NFT_CMP_EQ;
 	char buf[IFNAMSIZ] = { 0 };
 	size_t len = strlen(name);
 
@@ -667,9 +671,9 @@ static void rb_ifname(struct rb *x, uint32_t key, const char *name)
 	memcpy(buf, name, len);
 	rb_meta(x, key);
 	if (name[len - 1] == '*')
-		rb_cmp(x, NFT_CMP_EQ, buf, (uint32_t)len - 1);
+		rb_cmp(x, op, buf, (uint32_t)len - 1);
 	else
-		rb_cmp(x, NFT_CMP_EQ, buf, IFNAMSIZ);
+		rb_cmp(x, op, buf, IFNAMSIZ);
 }
 
 static unsigned popcount128(u128 v)
@@ -678,29 +682,47 @@ static unsigned popcount128(u128 v)
 			  __builtin_popcountll((uint64_t)(v >> 64)));
 }
 
+/* lo <= reg1 <= hi negated, as nft sends `!= a-b`: one range expression. */
+static void rb_range_neq(struct rb *x, const uint8_t *lo, const uint8_t *hi, uint32_t len)
+{
+	struct nftnl_expr *e = rb_expr(x, "range");
+	if (!e)
+		return;
+	nftnl_expr_set_u32(e, NFTNL_EXPR_RANGE_SREG, NFT_REG_1);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_RANGE_OP, NFT_RANGE_NEQ);
+	rb_ok(x, nftnl_expr_set(e, NFTNL_EXPR_RANGE_FROM_DATA, lo, len));
+	rb_ok(x, nftnl_expr_set(e, NFTNL_EXPR_RANGE_TO_DATA, hi, len));
+}
+
 /* One address or range. nft loads only the bytes a byte-aligned prefix
  * covers, masks any other prefix (even /0), and compares a non-prefix
- * range with >= and <=. */
-static void rb_addr_one(struct rb *x, u128 lo, u128 hi, unsigned alen, uint32_t off)
+ * range with >= and <= (negated: one range expression). */
+static void rb_addr_one(struct rb *x, u128 lo, u128 hi, unsigned alen, uint32_t off,
+			bool invert)
 {
-	uint8_t a[16], m[16];
+	uint8_t a[16], b[16], m[16];
 	u128 span = hi - lo, max = key_max(alen);
 	unsigned plen = 8 * alen - popcount128(span);
+	uint32_t op = invert ? NFT_CMP_NEQ : NFT_CMP_EQ;
 
 	key_bytes(lo, alen, a);
 	if ((span & (span + 1)) || (lo & span)) {
 		rb_payload(x, NFT_PAYLOAD_NETWORK_HEADER, off, alen);
+		key_bytes(hi, alen, b);
+		if (invert) {
+			rb_range_neq(x, a, b, alen);
+			return;
+		}
 		rb_cmp(x, NFT_CMP_GTE, a, alen);
-		key_bytes(hi, alen, a);
-		rb_cmp(x, NFT_CMP_LTE, a, alen);
+		rb_cmp(x, NFT_CMP_LTE, b, alen);
 	} else if (plen && plen % 8 == 0) {
 		rb_payload(x, NFT_PAYLOAD_NETWORK_HEADER, off, plen / 8);
-		rb_cmp(x, NFT_CMP_EQ, a, plen / 8);
+		rb_cmp(x, op, a, plen / 8);
 	} else {
 		rb_payload(x, NFT_PAYLOAD_NETWORK_HEADER, off, alen);
 		key_bytes(max & ~span, alen, m);
 		rb_bitwise(x, m, alen);
-		rb_cmp(x, NFT_CMP_EQ, a, alen);
+		rb_cmp(x, op, a, alen);
 	}
 }
 
@@ -725,14 +747,14 @@ static void rb_addr(struct rb *x, const struct plan_addr *a, bool dst)
 	rb_dep(x);
 	if (a->kind == MATCH_ONE) {
 		src.at(src.v, 0, &lo, &hi);
-		rb_addr_one(x, lo, hi, alen, off);
+		rb_addr_one(x, lo, hi, alen, off, a->invert);
 		return;
 	}
 	rb_payload(x, NFT_PAYLOAD_NETWORK_HEADER, off, alen);
 	if (a->kind == MATCH_SET)
-		rb_anon_lookup(x, &k, &src);
+		rb_anon_lookup(x, &k, &src, a->invert);
 	else
-		rb_lookup(x, a->set, named_set_id(x->b, a->set));
+		rb_lookup(x, a->set, named_set_id(x->b, a->set), a->invert);
 }
 
 static void rb_ports(struct rb *x, const struct plan_ports *pp, uint32_t off,
@@ -747,7 +769,7 @@ static void rb_ports(struct rb *x, const struct plan_ports *pp, uint32_t off,
 		return;
 	rb_payload(x, NFT_PAYLOAD_TRANSPORT_HEADER, off, 2);
 	if (pp->kind == MATCH_SET) {
-		rb_anon_lookup(x, &k, &src);
+		rb_anon_lookup(x, &k, &src, false);
 		return;
 	}
 	key_bytes(pp->v[0].lo, 2, lo);
@@ -790,7 +812,7 @@ static void rb_l4(struct rb *x)
 		rb_meta_cmp8(x, NFT_META_L4PROTO, v[0]);
 	} else {
 		rb_meta(x, NFT_META_L4PROTO);
-		rb_anon_lookup(x, &k, &src);
+		rb_anon_lookup(x, &k, &src, false);
 	}
 	rb_ports(x, &p->sport, 0, desc);
 	rb_ports(x, &p->dport, 2, desc);
@@ -829,7 +851,7 @@ static void rb_icmp(struct rb *x)
 	if (n == 1)
 		rb_cmp(x, NFT_CMP_EQ, v, 1);
 	else
-		rb_anon_lookup(x, &k, &src);
+		rb_anon_lookup(x, &k, &src, false);
 }
 
 static void limit_fill(struct nftnl_expr *e, const struct fw_limit *l)
@@ -920,8 +942,8 @@ static int rb_exprs(struct rb *x, const struct fw_rule *fr)
 
 	if (p->dep == DEP_HEAD)
 		rb_dep(x);
-	rb_ifname(x, NFT_META_IIFNAME, fr->iifname);
-	rb_ifname(x, NFT_META_OIFNAME, fr->oifname);
+	rb_ifname(x, NFT_META_IIFNAME, fr->iifname, fr->iifname_invert);
+	rb_ifname(x, NFT_META_OIFNAME, fr->oifname, false);
 	if (p->dep == DEP_EXPLICIT)
 		rb_dep(x);
 	rb_addr(x, &p->saddr, false);

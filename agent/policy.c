@@ -18,6 +18,8 @@
 #include "policy.h"
 
 #define POLICY_MAX_BYTES (64u << 20)
+#define LOCKDOWN_FACTOR_DEFAULT 10 /* the guide's update_rate_limits(factor=0.1) */
+#define LOCKDOWN_FACTOR_MAX 1000
 #define POLICY(c) ((struct policy *)(c)->owner)
 
 /* "100/minute" -> rate and unit. */
@@ -812,6 +814,77 @@ static void top_log_dropped(struct jctx *c, const char *path, json_t *v, void *t
 	jp_object(c, path, v, log_dropped_keys, ELEMENTSOF(log_dropped_keys), t);
 }
 
+/* ---- lockdown ------------------------------------------------------------ */
+
+/* Read exactly as the safelist: one address or a list, [] allowed (then
+ * policy_lockdown_usable() objects, not the parser: the policy is fine for
+ * every use but lockdown). */
+static void lockdown_allow_from(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	struct policy_lockdown *l = t;
+	l->has_allow_from = true;
+	if (json_is_array(v) && json_array_size(v) == 0)
+		return;
+	jp_prefix_list(c, path, v, &l->allow_from, &l->n_allow_from);
+}
+
+static void lockdown_factor(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	struct policy_lockdown *l = t;
+	if (!jp_want(c, path, v, JSON_INTEGER, "an integer"))
+		return;
+	json_int_t f = json_integer_value(v);
+	if (f < 1 || f > LOCKDOWN_FACTOR_MAX)
+		jp_err(c, path, false, "rate_limit_factor %lld out of range 1-%d", (long long)f,
+		       LOCKDOWN_FACTOR_MAX);
+	else
+		l->rate_limit_factor = (uint32_t)f;
+}
+
+static const struct jp_key lockdown_keys[] = {
+	{ "allow_from", lockdown_allow_from },
+	{ "rate_limit_factor", lockdown_factor },
+};
+
+static void top_lockdown(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	struct policy_lockdown *l = &POLICY(c)->lockdown;
+	(void)t;
+	jp_object(c, path, v, lockdown_keys, ELEMENTSOF(lockdown_keys), l);
+	if (json_is_object(v) && !(l->where = jp_where(c, path)))
+		jp_err(c, path, false, "out of memory");
+}
+
+/* Without "allow_from": the safelist, the addresses the operator already
+ * named as never to be cut off. */
+static int default_allow_from(struct policy *p)
+{
+	struct policy_lockdown *l = &p->lockdown;
+	if (l->has_allow_from || p->n_safelist == 0)
+		return 0;
+	l->allow_from = calloc(p->n_safelist, sizeof(*l->allow_from));
+	if (!l->allow_from)
+		return -ENOMEM;
+	memcpy(l->allow_from, p->safelist, p->n_safelist * sizeof(*l->allow_from));
+	l->n_allow_from = p->n_safelist;
+	return 0;
+}
+
+bool policy_lockdown_usable(const struct policy *p, char *why, size_t len)
+{
+	const struct policy_lockdown *l = &p->lockdown;
+	if (l->n_allow_from)
+		return true;
+	if (why && len)
+		snprintf(why, len, "%s: lockdown would cut every new inbound connection except "
+			 "loopback and the failsafe; %s",
+			 l->has_allow_from ? "lockdown.allow_from is empty"
+					   : "the policy has neither lockdown.allow_from nor a safelist",
+			 l->has_allow_from ? "list the management ranges in lockdown.allow_from"
+					   : "add lockdown.allow_from or a safelist");
+	return false;
+}
+
 /* "chains" is parsed before the other top-level keys (they are checked
  * against it); in the table it only needs to be known. */
 static void top_chains_parsed(struct jctx *c, const char *path, json_t *v, void *t)
@@ -826,7 +899,7 @@ static const struct jp_key top_keys[] = {
 	{ "version", top_version },       { "allow_ssh_lockout", top_lockout },
 	{ "safelist", top_safelist },     { "blocklist", top_blocklist },
 	{ "chains", top_chains_parsed },  { "log_dropped", top_log_dropped },
-	{ "failsafe", top_failsafe },
+	{ "failsafe", top_failsafe },     { "lockdown", top_lockdown },
 };
 
 /* ---- checks across the whole policy ------------------------------------- */
@@ -901,8 +974,17 @@ static void check_whole(struct jctx *c, json_t *root)
 			snprintf(path, sizeof(path), "safelist[%zu]", i);
 			jp_err(c, path, false, "a safelist of every address would disable all blocking");
 		}
+	for (size_t i = 0; i < p->lockdown.n_allow_from; i++)
+		if (p->lockdown.allow_from[i].len == 0) {
+			char path[JP_PATHLEN];
+			snprintf(path, sizeof(path), "lockdown.allow_from[%zu]", i);
+			jp_err(c, path, false,
+			       "an allow_from of every address would leave lockdown without effect");
+		}
 	if (c->errors == 0 && default_failsafe(p) < 0)
 		jp_err(c, "failsafe", false, "out of memory");
+	if (c->errors == 0 && default_allow_from(p) < 0)
+		jp_err(c, "lockdown", false, "out of memory");
 	/* the guard reasons about valid rules only: a rule with an error in it
 	   would make its verdict look like a lockout */
 	if (c->errors == 0)
@@ -921,6 +1003,7 @@ int policy_parse(const char *file, const char *text, size_t len, struct policy *
 		json_decref(root);
 		return -ENOMEM;
 	}
+	p->lockdown.rate_limit_factor = LOCKDOWN_FACTOR_DEFAULT;
 	struct jctx c = { .file = file, .text = text, .len = len, .d = d, .owner = p };
 	if (json_is_object(root)) {
 		/* chains first: other sections are checked against them */
@@ -976,6 +1059,8 @@ void policy_free(struct policy *p)
 		free(p->list_files[i]);
 	free(p->list_files);
 	free(p->safelist);
+	free(p->lockdown.allow_from);
+	free(p->lockdown.where);
 	free(p->blocked);
 	free(p->blocked_src);
 	free(p->file);

@@ -107,7 +107,7 @@ static void put_addr(FILE *f, const struct plan_addr *a, uint8_t fam, const char
 
 	if (a->kind == MATCH_NONE)
 		return;
-	fprintf(f, " %s %s ", fam == NFPROTO_IPV4 ? "ip" : "ip6", dir);
+	fprintf(f, " %s %s %s", fam == NFPROTO_IPV4 ? "ip" : "ip6", dir, a->invert ? "!= " : "");
 	if (a->kind == MATCH_NAMED) {
 		fprintf(f, "@%s", a->set);
 		return;
@@ -271,7 +271,7 @@ static void put_matches(FILE *f, const struct fw_rule *r, const struct rule_plan
 	if (shows_head_dep(r, p))
 		fprintf(f, " meta nfproto %s", plan_nfproto_name(p->fam));
 	if (r->iifname[0])
-		fprintf(f, " iifname \"%s\"", r->iifname);
+		fprintf(f, " iifname %s\"%s\"", r->iifname_invert ? "!= " : "", r->iifname);
 	if (r->oifname[0])
 		fprintf(f, " oifname \"%s\"", r->oifname);
 	if (p->dep == DEP_EXPLICIT)

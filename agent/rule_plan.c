@@ -162,10 +162,14 @@ static int plan_addr_list(struct rule_plan *p, struct plan_addr *a,
 
 static int plan_addr(struct rule_plan *p, struct plan_addr *a,
 		     const struct cvz_prefix *v, size_t n, const char *set,
-		     const struct fw_table *t)
+		     bool invert, const struct fw_table *t)
 {
 	if (set && n)
 		return fail(p, "both an address list and an address set");
+	/* `!= nothing` would match every packet of the family: say it instead */
+	if (invert && !set && !n)
+		return fail(p, "negated address match without addresses");
+	a->invert = invert;
 	if (n)
 		return plan_addr_list(p, a, v, n);
 	if (!set)
@@ -290,6 +294,8 @@ static int check_text(struct rule_plan *p, const struct fw_rule *r)
 		return fail(p, "interface name nft cannot quote");
 	if (!strcmp(r->iifname, "*") || !strcmp(r->oifname, "*"))
 		return fail(p, "interface name \"*\" (nft refuses all-wildcards)");
+	if (r->iifname_invert && !r->iifname[0])
+		return fail(p, "negated interface match without a name");
 	if (!quotable(r->comment, sizeof(r->comment)))
 		return fail(p, "comment nft cannot quote");
 	/* nft expands $name inside a log prefix, with no escape for '$' */
@@ -332,8 +338,9 @@ int rule_plan_build(struct rule_plan *p, const struct fw_rule *r,
 		return fail(p, "family is neither ipv4 nor ipv6");
 	p->fam = r->family;
 	if ((ret = check_text(p, r)) < 0 ||
-	    (ret = plan_addr(p, &p->saddr, r->saddr, r->n_saddr, r->saddr_set, t)) < 0 ||
-	    (ret = plan_addr(p, &p->daddr, r->daddr, r->n_daddr, r->daddr_set, t)) < 0 ||
+	    (ret = plan_addr(p, &p->saddr, r->saddr, r->n_saddr, r->saddr_set,
+			     r->saddr_invert, t)) < 0 ||
+	    (ret = plan_addr(p, &p->daddr, r->daddr, r->n_daddr, r->daddr_set, false, t)) < 0 ||
 	    (ret = plan_l4(p, r)) < 0 ||
 	    (ret = plan_ports(p, &p->sport, r->sport, r->n_sport)) < 0 ||
 	    (ret = plan_ports(p, &p->dport, r->dport, r->n_dport)) < 0 ||

@@ -36,6 +36,7 @@ struct plan_u8set {
 
 struct plan_addr {
 	enum plan_kind kind;
+	bool invert; /* `!=`: compare neq, inverted lookup */
 	/* MATCH_ONE/MATCH_SET: sorted, merged ranges of the rule's family */
 	struct cvz_rangeset rs;
 	const char *set; /* MATCH_NAMED */

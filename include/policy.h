@@ -46,6 +46,19 @@ struct policy_chain {
 };
 
 
+/* The "lockdown" section: what the input chain admits while the node is
+ * locked down (docs/policy.md). Filled in whether or not the section is
+ * given, defaults applied. */
+struct policy_lockdown {
+	/* new inbound connections are accepted only from here (and loopback);
+	   without "allow_from": a copy of the safelist. May mix families. */
+	struct cvz_prefix *allow_from;
+	size_t n_allow_from;
+	bool has_allow_from;        /* the key was given (even as []) */
+	uint32_t rate_limit_factor; /* 1-1000, default 10: limits divided by it */
+	char *where;                /* "FILE:LINE:COL (lockdown)", NULL without the section */
+};
+
 struct policy {
 	char *file;
 	bool allow_ssh_lockout;
@@ -65,6 +78,7 @@ struct policy {
 	   source says; default: tcp 22 from the safelist */
 	struct policy_chain failsafe;
 	bool has_failsafe; /* the key was given (an empty list disables it) */
+	struct policy_lockdown lockdown;
 };
 
 /* Reads and validates the policy in file. Every problem is added to d as
@@ -88,3 +102,29 @@ int policy_compile(const struct policy *p, struct fw_table *t);
  * daemon's runtime entries (NULL: empty). See docs/blocklists.md. */
 int policy_compile_blocked(const struct policy *p, const struct cvz_rangeset *lists,
 			   const struct cvz_rangeset *dynamic, struct fw_table *t);
+
+/* How to compile. All zero (or a NULL pointer) is policy_compile(). */
+struct compile_opts {
+	/* as in policy_compile_blocked(); NULL: the policy's entries / empty */
+	const struct cvz_rangeset *lists, *dynamic;
+	/* the lockdown section on: in input only, after the failsafe and
+	   blocklist rules, new connections from outside lockdown.allow_from
+	   (and loopback) are dropped, one rule per family; in every chain,
+	   each policy rule's rate limit (not the failsafe's, not
+	   log_dropped's) is divided by lockdown.rate_limit_factor, at least 1.
+	   Compiled even when policy_lockdown_usable() says no: refusing is
+	   the caller's decision. */
+	bool lockdown;
+};
+
+/* The general form of the two above: returns 0 or -ENOMEM; on error *t is
+ * left empty. The caller frees *t with fw_table_free(); o and the range
+ * sets stay the caller's. */
+int policy_compile_opts(const struct policy *p, const struct compile_opts *o,
+			struct fw_table *t);
+
+/* Whether switching lockdown on leaves a way in: false when allow_from
+ * (after its default, the safelist) holds no address, since lockdown would
+ * then cut every new inbound connection but loopback and the failsafe.
+ * Then why (len bytes, may be NULL) says so and how to fix it. */
+bool policy_lockdown_usable(const struct policy *p, char *why, size_t len);

@@ -63,6 +63,7 @@ struct fw_limit {
  * order of the fields below; an empty field matches anything. */
 struct fw_rule {
 	char iifname[IFNAMSIZ]; /* "" any; trailing '*' = name prefix wildcard */
+	bool iifname_invert;    /* iifname != "...": any interface but that one */
 	char oifname[IFNAMSIZ];
 	uint8_t family; /* 0 = both, else NFPROTO_IPV4 or NFPROTO_IPV6; set
 			   whenever an address, address set, icmp type or
@@ -72,6 +73,7 @@ struct fw_rule {
 	struct cvz_prefix *saddr;
 	size_t n_saddr;
 	const char *saddr_set; /* e.g. "blocklist_v4"; static storage */
+	bool saddr_invert;     /* saddr != ...: a source outside the list or set */
 	struct cvz_prefix *daddr;
 	size_t n_daddr;
 	const char *daddr_set;

@@ -394,6 +394,62 @@ static void case_edges(struct fw_table *t)
 	r->family = NFPROTO_IPV4, r->ct_state = FW_CT_NEW, r->verdict = FW_VERDICT_REJECT;
 }
 
+/* Negated matches (`!=`), as lockdown compiles them: a compare for one
+ * byte-aligned prefix, bitwise + compare for any other prefix, one range
+ * expression for a range that is no prefix, an inverted lookup for an
+ * anonymous or a named set; and a negated interface name. */
+static void case_negated(struct fw_table *t)
+{
+	struct fw_rule *r;
+
+	addr_set(t, "nbl4", NFPROTO_IPV4, "192.0.2.0/24");
+	addr_set(t, "nbl6", NFPROTO_IPV6, "2001:db8:bad::/48");
+	t->chains[FW_HOOK_INPUT].policy_drop = true;
+	r = rule(t, FW_HOOK_INPUT, "n:1");
+	strcpy(r->iifname, "lo"), r->iifname_invert = true;
+	saddr(r, "10.20.0.0/16 127.0.0.0/8"), r->saddr_invert = true;
+	r->ct_state = FW_CT_NEW, r->counter = true, r->verdict = FW_VERDICT_DROP;
+	strcpy(r->comment, "lockdown");
+	r = rule(t, FW_HOOK_INPUT, "n:2");
+	strcpy(r->iifname, "lo"), r->iifname_invert = true;
+	saddr(r, "::1 fd00:20::/48"), r->saddr_invert = true;
+	r->ct_state = FW_CT_NEW, r->counter = true, r->verdict = FW_VERDICT_DROP;
+	strcpy(r->comment, "lockdown");
+	r = rule(t, FW_HOOK_INPUT, "n:3");
+	saddr(r, "10.0.0.0/8"), r->saddr_invert = true, r->verdict = FW_VERDICT_DROP;
+	r = rule(t, FW_HOOK_INPUT, "n:4");
+	saddr(r, "10.1.2.0/23"), r->saddr_invert = true, daddr(r, "10.1.2.3");
+	r->verdict = FW_VERDICT_REJECT;
+	r = rule(t, FW_HOOK_INPUT, "n:5"); /* merges into one non-prefix range */
+	saddr(r, "10.0.0.0/24 10.0.1.0/24 10.0.2.0/24"), r->saddr_invert = true;
+	protos(r, IPPROTO_TCP, 0), r->dport = ports("22", &r->n_dport), r->verdict = FW_VERDICT_DROP;
+	r = rule(t, FW_HOOK_INPUT, "n:6");
+	saddr(r, "::1"), r->saddr_invert = true, r->ct_state = FW_CT_NEW;
+	r->verdict = FW_VERDICT_DROP;
+	r = rule(t, FW_HOOK_INPUT, "n:7");
+	saddr(r, "fd00::/9"), r->saddr_invert = true, r->counter = true;
+	r = rule(t, FW_HOOK_INPUT, "n:8");
+	saddr(r, "2001:db8::1 2001:db8::2/127"), r->saddr_invert = true;
+	r->verdict = FW_VERDICT_DROP;
+	r = rule(t, FW_HOOK_INPUT, "n:9");
+	r->family = NFPROTO_IPV4, r->saddr_set = "nbl4", r->saddr_invert = true;
+	r->verdict = FW_VERDICT_ACCEPT;
+	r = rule(t, FW_HOOK_INPUT, "n:10");
+	r->family = NFPROTO_IPV6, r->saddr_set = "nbl6", r->saddr_invert = true;
+	r->ct_state = FW_CT_NEW, r->verdict = FW_VERDICT_ACCEPT;
+	r = rule(t, FW_HOOK_INPUT, "n:11");
+	saddr(r, "0.0.0.0/0"), r->saddr_invert = true, r->verdict = FW_VERDICT_DROP;
+	r = rule(t, FW_HOOK_INPUT, "n:12");
+	strcpy(r->iifname, "br-*"), r->iifname_invert = true, r->verdict = FW_VERDICT_ACCEPT;
+	r = rule(t, FW_HOOK_INPUT, "n:13");
+	strcpy(r->iifname, "eth0"), r->iifname_invert = true, r->family = NFPROTO_IPV6;
+	protos(r, IPPROTO_TCP, 0), r->dport = ports("443", &r->n_dport);
+	limit(r, 1, 60, 1, NULL), r->verdict = FW_VERDICT_ACCEPT;
+	r = rule(t, FW_HOOK_FORWARD, "n:14");
+	strcpy(r->iifname, "docker0"), r->iifname_invert = true, strcpy(r->oifname, "br-*");
+	saddr(r, "172.17.0.0/16"), r->saddr_invert = true, r->verdict = FW_VERDICT_DROP;
+}
+
 static void case_empty(struct fw_table *t)
 {
 	(void)t;
@@ -453,6 +509,7 @@ static const struct tcase {
 	{ "edges", case_edges, true },
 	{ "empty", case_empty, true },
 	{ "big", case_big, true },
+	{ "negated", case_negated, true },
 	{ "noncanonical", case_noncanonical, false },
 };
 
@@ -584,6 +641,16 @@ static void errors_plan(void)
 	r = rule(&t, FW_HOOK_INPUT, "p:9:10");
 	r->log = true, strcpy(r->log_prefix, "cost $5");
 	expect_refusal(&t, "dollar in log prefix", -EINVAL, "p:9:10: cannot express rule: log prefix");
+
+	r = rule(&t, FW_HOOK_INPUT, "p:9:12");
+	r->saddr_invert = true, r->verdict = FW_VERDICT_DROP;
+	expect_refusal(&t, "negation without addresses", -EINVAL,
+		       "p:9:12: cannot express rule: negated address match without addresses");
+
+	r = rule(&t, FW_HOOK_INPUT, "p:9:13");
+	r->iifname_invert = true, r->verdict = FW_VERDICT_DROP;
+	expect_refusal(&t, "negation without an interface", -EINVAL,
+		       "p:9:13: cannot express rule: negated interface match without a name");
 
 	r = rule(&t, FW_HOOK_FORWARD, "p:9:11");
 	strcpy(r->comment, "only a comment");

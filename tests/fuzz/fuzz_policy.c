@@ -16,6 +16,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct fw_table t;
 		if (policy_compile(p, &t) == 0)
 			fw_table_free(&t);
+		struct compile_opts lockdown = { .lockdown = true };
+		if (policy_compile_opts(p, &lockdown, &t) == 0)
+			fw_table_free(&t);
+		policy_lockdown_usable(p, NULL, 0);
 		policy_free(p);
 	}
 	diags_free(&d);

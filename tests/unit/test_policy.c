@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "policy.h"
+#include "render.h"
 
 /* Parses text and returns everything diags_print wrote (caller frees). */
 static char *errors_of(const char *text, int *rc)
@@ -154,6 +155,31 @@ static const struct bad_case bad_cases[] = {
 	  "p.json:1:32: error: chains.input: no rule accepts new SSH connections (tcp port 22) and the policy is drop: this would lock remote administrators out of the node; add {\"proto\": \"tcp\", \"dport\": 22, \"action\": \"accept\"} or set \"allow_ssh_lockout\": true\n" },
 	{ "{\"version\":1,\"chains\":{},\"allow_ssh_lockout\":\"yes\"}",
 	  "p.json:1:46: error: allow_ssh_lockout: expected true or false, got a string\n" },
+	{ "{\"version\":1,\"chains\":{},\"lockdown\":{\"allow_from\":[\"10.0.0.0/33\"]}}",
+	  "p.json:1:52: error: lockdown.allow_from[0]: bad address \"10.0.0.0/33\": prefix length 33 out of range 0-32\n" },
+	{ "{\"version\":1,\"chains\":{},\"lockdown\":{\"allow_from\":[\"10.1.2.3/8\",\"fd00:20::1/48\"]}}",
+	  "p.json:1:52: error: lockdown.allow_from[0]: bad address \"10.1.2.3/8\": host bits set (did you mean 10.0.0.0/8?)\n"
+	  "p.json:1:65: error: lockdown.allow_from[1]: bad address \"fd00:20::1/48\": host bits set (did you mean fd00:20::/48?)\n" },
+	{ "{\"version\":1,\"chains\":{},\"lockdown\":{\"allow_from\":\"10.1.2.3/8\"}}",
+	  "p.json:1:51: error: lockdown.allow_from: bad address \"10.1.2.3/8\": host bits set (did you mean 10.0.0.0/8?)\n" },
+	{ "{\"version\":1,\"chains\":{},\"lockdown\":{\"allow_from\":5}}",
+	  "p.json:1:51: error: lockdown.allow_from: expected an address or CIDR string, got an integer\n" },
+	{ "{\"version\":1,\"chains\":{},\"lockdown\":{\"allow_from\":[\"::/0\"]}}",
+	  "p.json:1:52: error: lockdown.allow_from[0]: an allow_from of every address would leave lockdown without effect\n" },
+	{ "{\"version\":1,\"chains\":{},\"lockdown\":{\"rate_limit_factor\":0}}",
+	  "p.json:1:58: error: lockdown.rate_limit_factor: rate_limit_factor 0 out of range 1-1000\n" },
+	{ "{\"version\":1,\"chains\":{},\"lockdown\":{\"rate_limit_factor\":1001}}",
+	  "p.json:1:58: error: lockdown.rate_limit_factor: rate_limit_factor 1001 out of range 1-1000\n" },
+	{ "{\"version\":1,\"chains\":{},\"lockdown\":{\"rate_limit_factor\":\"10\"}}",
+	  "p.json:1:58: error: lockdown.rate_limit_factor: expected an integer, got a string\n" },
+	{ "{\"version\":1,\"chains\":{},\"lockdown\":{\"rate_limit_factor\":2.5}}",
+	  "p.json:1:58: error: lockdown.rate_limit_factor: expected an integer, got a number\n" },
+	{ "{\"version\":1,\"chains\":{},\"lockdown\":{\"allow\":[]}}",
+	  "p.json:1:38: error: lockdown.allow: unknown key \"allow\" (expected one of: allow_from, rate_limit_factor)\n" },
+	{ "{\"version\":1,\"chains\":{},\"lockdown\":true}",
+	  "p.json:1:37: error: lockdown: expected an object, got a boolean\n" },
+	{ "{\"version\":1,\"chains\":{},\"lockdown\":[\"10.0.0.0/8\"]}",
+	  "p.json:1:37: error: lockdown: expected an object, got an array\n" },
 	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\"}},\"version\":1}",
 	  "p.json:1:61: error: invalid JSON: duplicate object key near '\"version\"'\n" },
 	{ "{\"version\":1,\"chains\":{\"input\":{\"policy\":\"accept\",}}}",
@@ -204,7 +230,7 @@ static void test_column_counts_characters(void **state)
 	const char *text = "{\"version\": 1, \"x\u00e9\u00e9\": 1, \"chains\": {}}";
 	int rc;
 	char *got = errors_of(text, &rc);
-	assert_string_equal(got, "p.json:1:16: error: x\u00e9\u00e9: unknown key \"x\u00e9\u00e9\" (expected one of: version, allow_ssh_lockout, safelist, blocklist, chains, log_dropped, failsafe)\n");
+	assert_string_equal(got, "p.json:1:16: error: x\u00e9\u00e9: unknown key \"x\u00e9\u00e9\" (expected one of: version, allow_ssh_lockout, safelist, blocklist, chains, log_dropped, failsafe, lockdown)\n");
 	free(got);
 }
 
@@ -276,6 +302,10 @@ static void test_examples_valid(void **state)
 	assert_string_equal(p->log_prefix, "DROPPED: ");
 	assert_true(p->log_chains[FW_HOOK_INPUT]);
 	assert_false(p->log_chains[FW_HOOK_FORWARD]);
+	assert_true(p->lockdown.has_allow_from);
+	assert_int_equal(p->lockdown.n_allow_from, 2); /* management: 10/8, fd00::/8 */
+	assert_int_equal(p->lockdown.rate_limit_factor, 10);
+	assert_true(policy_lockdown_usable(p, NULL, 0));
 	policy_free(p);
 	p = load_example("egress-restricted.json");
 	assert_true(p->chains[FW_HOOK_OUTPUT].policy_drop);
@@ -462,6 +492,332 @@ static void test_failsafe(void **state)
 	diags_free(&d);
 }
 
+/* ---- lockdown ------------------------------------------------------------ */
+
+static struct policy *parse_ok(const char *text)
+{
+	struct diags d = { 0 };
+	struct policy *p = NULL;
+	int rc = policy_parse("p.json", text, strlen(text), &p, &d);
+	if (rc != 0)
+		diags_print(&d, stderr);
+	diags_free(&d);
+	assert_int_equal(rc, 0);
+	return p;
+}
+
+/* The table as render prints it (caller frees). */
+static char *rendered(const struct fw_table *t)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	assert_non_null(f);
+	assert_int_equal(render_table(t, f, true), 0);
+	fclose(f);
+	return buf;
+}
+
+static char *compile_rendered(const struct policy *p, const struct compile_opts *o)
+{
+	struct fw_table t;
+	assert_int_equal(policy_compile_opts(p, o, &t), 0);
+	char *s = rendered(&t);
+	fw_table_free(&t);
+	return s;
+}
+
+/* allow_from reads like the safelist: the same value gives the same
+ * message, at the same place. */
+static void test_lockdown_parsed_as_safelist(void **state)
+{
+	(void)state;
+	static const char *const values[] = { "[\"10.1.2.3/8\"]", "\"fd00::1/8\"", "[\"x\"]",
+					      "[1]", "{}", "[\"10.0.0.0/8\", \"10.0.0.0/33\"]" };
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		char a[256], b[256];
+		int rc1, rc2;
+		snprintf(a, sizeof(a), "{\"version\":1,\"chains\":{},\"lockdown\":{\"allow_from\":%s}}",
+			 values[i]);
+		snprintf(b, sizeof(b), "{\"version\":1,\"chains\":{},\"safelist\":%s}", values[i]);
+		char *ga = errors_of(a, &rc1), *gb = errors_of(b, &rc2);
+		assert_int_equal(rc1, -EINVAL);
+		assert_int_equal(rc2, -EINVAL);
+		/* p.json:1:COL: error: PATH: message -- the same message after
+		   the path, at the same value (shifted by the longer key) */
+		const char *ma = strstr(ga, "allow_from"), *mb = strstr(gb, "safelist");
+		assert_non_null(ma);
+		assert_non_null(mb);
+		assert_string_equal(ma + strlen("allow_from"), mb + strlen("safelist"));
+		int ca = 0, cb = 0;
+		assert_int_equal(sscanf(ga, "p.json:1:%d:", &ca), 1);
+		assert_int_equal(sscanf(gb, "p.json:1:%d:", &cb), 1);
+		assert_int_equal(ca - cb, (int)strlen("\"lockdown\":{\"allow_from\":") -
+					  (int)strlen("\"safelist\":"));
+		free(ga);
+		free(gb);
+	}
+}
+
+static void test_lockdown_defaults(void **state)
+{
+	(void)state;
+	char why[512];
+	/* no section: the safelist, factor 10 */
+	struct policy *p = parse_ok("{\"version\": 1, \"safelist\": [\"10.0.0.0/8\", \"fd00::/8\"], \"chains\": {}}");
+	assert_false(p->lockdown.has_allow_from);
+	assert_int_equal(p->lockdown.n_allow_from, 2);
+	assert_memory_equal(p->lockdown.allow_from, p->safelist, 2 * sizeof(*p->safelist));
+	assert_int_equal(p->lockdown.rate_limit_factor, 10);
+	assert_null(p->lockdown.where);
+	assert_true(policy_lockdown_usable(p, why, sizeof(why)));
+	policy_free(p);
+	/* a section without allow_from: the safelist too */
+	p = parse_ok("{\"version\": 1, \"safelist\": \"192.0.2.0/24\", \"chains\": {},\n"
+		     " \"lockdown\": {\"rate_limit_factor\": 1000}}");
+	assert_int_equal(p->lockdown.n_allow_from, 1);
+	assert_int_equal(p->lockdown.allow_from[0].len, 24);
+	assert_int_equal(p->lockdown.rate_limit_factor, 1000);
+	assert_string_equal(p->lockdown.where, "p.json:2:14 (lockdown)");
+	policy_free(p);
+	/* allow_from replaces the safelist; one address is a list of one */
+	p = parse_ok("{\"version\": 1, \"safelist\": [\"10.0.0.0/8\"], \"chains\": {},"
+		     " \"lockdown\": {\"allow_from\": \"2001:db8:1::/48\", \"rate_limit_factor\": 1}}");
+	assert_true(p->lockdown.has_allow_from);
+	assert_int_equal(p->lockdown.n_allow_from, 1);
+	assert_int_equal(p->lockdown.allow_from[0].family, AF_INET6);
+	assert_int_equal(p->lockdown.rate_limit_factor, 1);
+	policy_free(p);
+}
+
+static void test_lockdown_usable(void **state)
+{
+	(void)state;
+	char why[512] = "";
+	struct policy *p = parse_ok("{\"version\": 1, \"chains\": {}}");
+	assert_int_equal(p->lockdown.n_allow_from, 0);
+	assert_false(policy_lockdown_usable(p, why, sizeof(why)));
+	assert_string_equal(why, "the policy has neither lockdown.allow_from nor a safelist: "
+				 "lockdown would cut every new inbound connection except loopback "
+				 "and the failsafe; add lockdown.allow_from or a safelist");
+	assert_false(policy_lockdown_usable(p, NULL, 0));
+	policy_free(p);
+	/* an explicit empty list is allowed, and not usable: no safelist default */
+	p = parse_ok("{\"version\": 1, \"safelist\": [\"10.0.0.0/8\"], \"chains\": {},"
+		     " \"lockdown\": {\"allow_from\": []}}");
+	assert_true(p->lockdown.has_allow_from);
+	assert_int_equal(p->lockdown.n_allow_from, 0);
+	assert_false(policy_lockdown_usable(p, why, sizeof(why)));
+	assert_string_equal(why, "lockdown.allow_from is empty: lockdown would cut every new "
+				 "inbound connection except loopback and the failsafe; list the "
+				 "management ranges in lockdown.allow_from");
+	policy_free(p);
+	p = parse_ok("{\"version\": 1, \"chains\": {}, \"lockdown\": {\"allow_from\": [\"fd00::/8\"]}}");
+	assert_true(policy_lockdown_usable(p, why, sizeof(why)));
+	policy_free(p);
+}
+
+static const char lockdown_policy[] =
+	"{\"version\": 1, \"safelist\": [\"192.0.2.0/24\"], \"log_dropped\": true,\n"
+	" \"lockdown\": {\"allow_from\": [\"10.20.0.0/16\", \"fd00:20::/48\", \"198.51.100.7\"]},\n"
+	" \"failsafe\": [{\"proto\": \"tcp\", \"dport\": 22, \"saddr\": \"192.0.2.0/24\","
+	"   \"rate_limit\": {\"rate\": \"30/minute\", \"burst\": 10}}],\n"
+	" \"chains\": {\n"
+	"  \"input\": {\"policy\": \"drop\", \"rules\": [\n"
+	"   {\"proto\": \"tcp\", \"dport\": 22, \"action\": \"accept\"},\n"
+	"   {\"proto\": \"tcp\", \"dport\": 8000, \"rate_limit\": {\"rate\": \"100/minute\", \"burst\": 20}, \"action\": \"accept\"},\n"
+	"   {\"proto\": \"tcp\", \"dport\": 8001, \"rate_limit\": {\"rate\": \"5/second\", \"per\": \"rule\"}, \"action\": \"accept\"}]},\n"
+	"  \"output\": {\"policy\": \"accept\", \"rules\": [\n"
+	"   {\"proto\": \"udp\", \"dport\": 53, \"rate_limit\": {\"rate\": \"1000/second\", \"burst\": 3000, \"per\": \"rule\"}, \"action\": \"accept\"}]}}}";
+
+static void assert_limit(const struct fw_rule *r, uint64_t rate, uint64_t unit, uint32_t burst)
+{
+	assert_true(r->has_limit);
+	assert_int_equal(r->limit.rate, rate);
+	assert_int_equal(r->limit.unit_secs, unit);
+	assert_int_equal(r->limit.burst, burst);
+}
+
+/* One lockdown rule: `iifname != "lo" ip(6) saddr != {...} ct state new
+ * counter drop comment "lockdown"`. */
+static void assert_lockdown_rule(const struct fw_rule *r, uint8_t fam, size_t n_saddr)
+{
+	assert_string_equal(r->iifname, "lo");
+	assert_true(r->iifname_invert);
+	assert_int_equal(r->family, fam);
+	assert_true(r->saddr_invert);
+	assert_null(r->saddr_set);
+	assert_int_equal(r->n_saddr, n_saddr);
+	for (size_t i = 0; i < n_saddr; i++)
+		assert_int_equal(r->saddr[i].family, fam == NFPROTO_IPV4 ? AF_INET : AF_INET6);
+	assert_int_equal(r->n_daddr, 0);
+	assert_int_equal(r->n_l4proto, 0);
+	assert_int_equal(r->ct_state, FW_CT_NEW);
+	assert_false(r->has_limit);
+	assert_true(r->counter);
+	assert_int_equal(r->verdict, FW_VERDICT_DROP);
+	assert_string_equal(r->comment, "lockdown");
+	assert_string_equal(r->origin, "p.json:2:14 (lockdown)");
+}
+
+static void test_compile_lockdown(void **state)
+{
+	(void)state;
+	struct policy *p = parse_ok(lockdown_policy);
+	const struct compile_opts on = { .lockdown = true };
+	struct fw_table t;
+	assert_int_equal(policy_compile_opts(p, &on, &t), 0);
+	const struct fw_chain *in = &t.chains[FW_HOOK_INPUT];
+	/* failsafe, 4 blocklist, lockdown v4 + v6, 22, 8000 v4 + v6, 8001, log */
+	assert_int_equal(in->n_rules, 12);
+	assert_limit(&in->rules[0], 30, 60, 10); /* the failsafe keeps its limit */
+	for (size_t i = 1; i <= 4; i++)
+		assert_non_null(in->rules[i].saddr_set);
+	assert_lockdown_rule(&in->rules[5], NFPROTO_IPV4, 3); /* 10.20/16, .7, 127/8 */
+	assert_lockdown_rule(&in->rules[6], NFPROTO_IPV6, 2); /* fd00:20::/48, ::1 */
+	assert_int_equal(in->rules[5].saddr[2].len, 8);
+	assert_int_equal(in->rules[5].saddr[2].addr[0], 127);
+	assert_int_equal(in->rules[6].saddr[1].len, 128);
+	assert_int_equal(in->rules[6].saddr[1].addr[15], 1);
+	assert_false(in->rules[7].has_limit);
+	/* per source: 100/minute burst 20 -> 10/minute burst 2, both families */
+	assert_limit(&in->rules[8], 10, 60, 2);
+	assert_true(in->rules[8].limit.per_source);
+	assert_string_equal(in->rules[8].limit.rate_set, "rate_input_1_v4");
+	assert_limit(&in->rules[9], 10, 60, 2);
+	assert_limit(&in->rules[10], 1, 1, 1); /* 5/second burst 5: max(1, 0) */
+	assert_false(in->rules[10].limit.per_source);
+	assert_limit(&in->rules[11], 10, 60, 5); /* log_dropped keeps its limit */
+	assert_true(in->rules[11].log);
+	for (size_t i = 0; i < t.n_sets; i++) /* an idle source is forgotten as before */
+		if (t.sets[i].kind == FW_SET_RATELIMIT)
+			assert_int_equal(t.sets[i].timeout_ms, 60000);
+	/* forward and output: no lockdown rule, but limits tightened */
+	assert_int_equal(t.chains[FW_HOOK_FORWARD].n_rules, 4);
+	const struct fw_chain *out = &t.chains[FW_HOOK_OUTPUT];
+	assert_int_equal(out->n_rules, 6);
+	for (size_t i = 0; i < out->n_rules; i++)
+		assert_false(out->rules[i].saddr_invert || out->rules[i].iifname_invert);
+	assert_limit(&out->rules[5], 100, 1, 300);
+	char *text = rendered(&t);
+	fw_table_free(&t);
+	assert_non_null(strstr(text, "\t\tiifname != \"lo\" ip saddr != { 10.20.0.0/16, 127.0.0.0/8, "
+				     "198.51.100.7 } ct state new counter packets 0 bytes 0 drop "
+				     "comment \"lockdown\"\n"
+				     "\t\tiifname != \"lo\" ip6 saddr != { ::1, fd00:20::/48 } ct state "
+				     "new counter packets 0 bytes 0 drop comment \"lockdown\"\n"
+				     "\t\ttcp dport 22 accept\n"));
+	free(text);
+
+	/* off: as written, no lockdown rule */
+	const struct compile_opts off = { .lockdown = false };
+	assert_int_equal(policy_compile_opts(p, &off, &t), 0);
+	in = &t.chains[FW_HOOK_INPUT];
+	assert_int_equal(in->n_rules, 10);
+	assert_false(in->rules[5].saddr_invert);
+	assert_limit(&in->rules[6], 100, 60, 20);
+	assert_limit(&in->rules[8], 5, 1, 5);
+	assert_limit(&t.chains[FW_HOOK_OUTPUT].rules[5], 1000, 1, 3000);
+	fw_table_free(&t);
+	policy_free(p);
+}
+
+/* The factor's bounds: 1 changes no limit, 1000 takes most to 1. */
+static void test_compile_lockdown_factor(void **state)
+{
+	(void)state;
+	char text[sizeof(lockdown_policy) + 64];
+	struct fw_table t;
+	const struct compile_opts on = { .lockdown = true };
+	static const struct { const char *factor; uint64_t r8000, r53; uint32_t b8000, b53; } cases[] = {
+		{ "1", 100, 1000, 20, 3000 },
+		{ "3", 33, 333, 6, 1000 },
+		{ "1000", 1, 1, 1, 3 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), "%s", lockdown_policy);
+		char *at = strstr(text, "\"198.51.100.7\"]");
+		assert_non_null(at);
+		char tail[sizeof(text)];
+		snprintf(tail, sizeof(tail), "%s", at + strlen("\"198.51.100.7\"]"));
+		snprintf(at, sizeof(text) - (size_t)(at - text),
+			 "\"198.51.100.7\"], \"rate_limit_factor\": %s%s", cases[i].factor, tail);
+		struct policy *p = parse_ok(text);
+		assert_int_equal(policy_compile_opts(p, &on, &t), 0);
+		assert_limit(&t.chains[FW_HOOK_INPUT].rules[8], cases[i].r8000, 60, cases[i].b8000);
+		assert_limit(&t.chains[FW_HOOK_OUTPUT].rules[5], cases[i].r53, 1, cases[i].b53);
+		assert_limit(&t.chains[FW_HOOK_INPUT].rules[0], 30, 60, 10);
+		fw_table_free(&t);
+		policy_free(p);
+	}
+}
+
+/* Defaults into the rule: the safelist's v4 ranges, and a v6 rule with
+ * loopback alone (one address: a compare, not a set). */
+static void test_compile_lockdown_default_sources(void **state)
+{
+	(void)state;
+	struct policy *p = parse_ok("{\"version\": 1, \"safelist\": [\"10.0.0.0/8\"], \"chains\": {}}");
+	const struct compile_opts on = { .lockdown = true };
+	struct fw_table t;
+	assert_int_equal(policy_compile_opts(p, &on, &t), 0);
+	const struct fw_chain *in = &t.chains[FW_HOOK_INPUT];
+	assert_int_equal(in->n_rules, 7);
+	assert_int_equal(in->rules[5].n_saddr, 2);
+	assert_int_equal(in->rules[6].n_saddr, 1);
+	assert_non_null(strstr(in->rules[5].origin, "p.json (lockdown)"));
+	char *text = rendered(&t);
+	assert_non_null(strstr(text, "iifname != \"lo\" ip saddr != { 10.0.0.0/8, 127.0.0.0/8 } ct state new"));
+	assert_non_null(strstr(text, "iifname != \"lo\" ip6 saddr != ::1 ct state new"));
+	free(text);
+	fw_table_free(&t);
+	policy_free(p);
+}
+
+/* Without lockdown every entry point compiles what it did before lockdown
+ * existed: the golden files of the examples, byte for byte. */
+static void test_compile_unchanged_without_lockdown(void **state)
+{
+	(void)state;
+	static const char *const names[] = { "cloudviz-node", "egress-restricted" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char file[128], path[256];
+		snprintf(file, sizeof(file), "%s.json", names[i]);
+		snprintf(path, sizeof(path), "tests/integration/golden/%s.nft", names[i]);
+		struct policy *p = load_example(file);
+		char *want = NULL;
+		size_t cap = 0;
+		FILE *f = fopen(path, "r");
+		assert_non_null(f);
+		char head[] = "table inet cloudviz\ndelete table inet cloudviz\n";
+		ssize_t n = getdelim(&want, &cap, '\0', f);
+		fclose(f);
+		assert_true(n > 0);
+		char *full = NULL;
+		assert_true(asprintf(&full, "%s%s", head, want) > 0);
+		struct fw_table t;
+		assert_int_equal(policy_compile(p, &t), 0);
+		char *a = rendered(&t);
+		fw_table_free(&t);
+		assert_int_equal(policy_compile_blocked(p, NULL, NULL, &t), 0);
+		char *b = rendered(&t);
+		fw_table_free(&t);
+		char *c = compile_rendered(p, NULL);
+		char *d = compile_rendered(p, &(const struct compile_opts){ .lockdown = false });
+		assert_string_equal(a, full);
+		assert_string_equal(b, full);
+		assert_string_equal(c, full);
+		assert_string_equal(d, full);
+		free(a);
+		free(b);
+		free(c);
+		free(d);
+		free(full);
+		free(want);
+		policy_free(p);
+	}
+}
+
 static void test_unreadable(void **state)
 {
 	(void)state;
@@ -486,6 +842,13 @@ int main(void)
 		cmocka_unit_test(test_compile_blocked_pairs),
 		cmocka_unit_test(test_lockout_allowed),
 		cmocka_unit_test(test_failsafe),
+		cmocka_unit_test(test_lockdown_parsed_as_safelist),
+		cmocka_unit_test(test_lockdown_defaults),
+		cmocka_unit_test(test_lockdown_usable),
+		cmocka_unit_test(test_compile_lockdown),
+		cmocka_unit_test(test_compile_lockdown_factor),
+		cmocka_unit_test(test_compile_lockdown_default_sources),
+		cmocka_unit_test(test_compile_unchanged_without_lockdown),
 		cmocka_unit_test(test_unreadable),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
