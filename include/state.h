@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "blocklist.h"
+#include "instr.h"
 
 #define STATE_FILE "state.json"
 
@@ -15,6 +16,9 @@ struct state_extra {
 	bool lockdown;
 	int64_t confirm_deadline; /* 0: no reload awaiting confirmation */
 	char cursor[256];         /* control API cursor; "" none */
+	/* control API instruction ids carried out, oldest first; not owned,
+	   may be NULL. state_load() keeps the pointer and adds the stored ids. */
+	struct instr_seen *seen;
 };
 
 /* Writes the state. Returns 0 or -errno; on error the old file stays. */

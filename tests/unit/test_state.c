@@ -58,6 +58,40 @@ static void test_round_trip(void **state)
 	bl_free(&got);
 }
 
+/* Text from outside (reasons) with quotes, backslashes, control bytes,
+ * UTF-8 and bytes that are not UTF-8 always loads back; seen ids keep
+ * their order. */
+static void test_escaping_and_seen_ids(void **state)
+{
+	(void)state;
+	struct blocklist b = { 0 }, got = { 0 };
+	struct cvz_prefix a;
+	assert_int_equal(cvz_prefix_parse("198.51.100.1", &a, NULL, NULL, 0), 0);
+	bl_add(&b, &a, ORIGIN_CONTROL, 0, "q\"b\\s\x01t\tu\xc3\xa9 bad\xff\xc3(", "I\x7f", 7);
+	struct instr_seen *seen = instr_seen_new(10), *seen2 = instr_seen_new(10);
+	assert_non_null(seen);
+	assert_non_null(seen2);
+	instr_seen_add(seen, "ins-2");
+	instr_seen_add(seen, "ins-1");
+	struct state_extra x = { .seen = seen }, gx = { .seen = seen2 };
+	snprintf(x.cursor, sizeof(x.cursor), "c\"1");
+	assert_int_equal(state_save(dir, &b, &x), 0);
+	char err[256], moved[512];
+	assert_int_equal(state_load(dir, &got, &gx, err, sizeof(err), moved, sizeof(moved)), 0);
+	assert_int_equal(got.n, 1);
+	assert_string_equal(got.v[0].reason, "q\"b\\s\x01t\tu\xc3\xa9 bad\xc3\xbf\xc3\x83(");
+	assert_string_equal(got.v[0].incident, "I\x7f");
+	assert_string_equal(gx.cursor, "c\"1");
+	assert_ptr_equal(gx.seen, seen2);
+	assert_int_equal(instr_seen_count(seen2), 2);
+	assert_string_equal(instr_seen_at(seen2, 0), "ins-2");
+	assert_string_equal(instr_seen_at(seen2, 1), "ins-1");
+	instr_seen_free(seen);
+	instr_seen_free(seen2);
+	bl_free(&b);
+	bl_free(&got);
+}
+
 static void test_missing_and_corrupt(void **state)
 {
 	(void)state;
@@ -93,6 +127,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_escaping_and_seen_ids),
 		cmocka_unit_test(test_missing_and_corrupt),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
