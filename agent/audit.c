@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "audit.h"
@@ -23,6 +25,7 @@
 #define JOURNAL_SOCKET "/run/systemd/journal/socket"
 #define FIELD_MAX 1024   /* cap for one sanitized value */
 #define ENTRY_MAX 16384
+#define JOURNAL_WAIT_MS 100 /* longest wait for room in journald's queue */
 #define REDACTED "***REDACTED***"
 
 static const struct {
@@ -46,6 +49,13 @@ static const struct {
 	[AE_RULESET_DRIFT_REPAIRED] = { "ruleset_drift_repaired", "e395ec04cb9f45db91ed6418c061c88d", LOG_WARNING },
 	[AE_CTL_DENIED] = { "ctl_denied", "04f39ccf58f748169cba0342140e3eeb", LOG_WARNING },
 	[AE_KERNEL_ERROR] = { "kernel_error", "3f5d9375a21943759809f874cca8705d", LOG_ERR },
+	[AE_CONTROL_APPLIED] = { "control_applied", "710cb5722f6f4cfa923ff8ce8260eced", LOG_INFO },
+	[AE_CONTROL_SYNC_FAILED] = { "control_sync_failed", "e1f93e0b928543fa8a44133ec4aac690", LOG_WARNING },
+	[AE_TLS_ERROR] = { "tls_error", "05d7146a33d2440f8a43792f327ee752", LOG_ERR },
+	[AE_CERT_EXPIRING] = { "cert_expiring", "532f5389bb464738ae9b6c051427c77c", LOG_WARNING },
+	[AE_CREDENTIALS_RELOADED] = { "credentials_reloaded", "67601112f94c4a09a6ae51f29e5bd61b", LOG_NOTICE },
+	[AE_CREDENTIALS_REJECTED] = { "credentials_rejected", "a689228697ef487282b5a017c1e48147", LOG_ERR },
+	[AE_LOCKDOWN_CHANGED] = { "lockdown_changed", "65bb1c8c1a8d4022aea918d163a64eba", LOG_WARNING },
 };
 
 static int journal_fd = -1;
@@ -240,25 +250,84 @@ static void build(struct entry *e, enum audit_event ev, const struct audit_field
 		field(e, "CLOUDVIZ_POLICY_DIGEST", f->digest);
 	if (f && f->detail)
 		field_clean(e, "CLOUDVIZ_DETAIL", f->detail);
+	if (f && f->instruction)
+		field_clean(e, "CLOUDVIZ_INSTRUCTION_ID", f->instruction);
+	if (f && f->cursor)
+		field_clean(e, "CLOUDVIZ_CURSOR", f->cursor);
+	if (f && f->has_days)
+		field_num(e, "CLOUDVIZ_DAYS_LEFT", f->days);
+	if (f && f->has_http)
+		field_num(e, "CLOUDVIZ_HTTP_STATUS", f->http_status);
 	if (dropped)
 		field_num(e, "CLOUDVIZ_DROPPED_EVENTS", (long long)dropped);
 	field(e, "CODE_FILE", file);
 	field_num(e, "CODE_LINE", line);
 }
 
-/* 0 sent, -EAGAIN journald busy, other -errno: no journald here. */
-static int send_journal(const struct entry *e)
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int journal_connect(void)
 {
 	static const struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = JOURNAL_SOCKET };
-	if (journal_fd < 0) {
-		journal_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (journal_fd < 0)
-			return -errno;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	/* connected, so poll() can wait for room in journald's queue */
+	if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
 	}
-	if (sendto(journal_fd, e->buf, e->len, MSG_DONTWAIT | MSG_NOSIGNAL,
-		   (const struct sockaddr *)&sa, sizeof(sa)) >= 0)
-		return 0;
-	return errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS ? -EAGAIN : -errno;
+	journal_fd = fd;
+	return 0;
+}
+
+/* 0 sent, -EAGAIN journald busy, other -errno: no journald here.
+ *
+ * A burst (a reply with a hundred rejected targets) can outrun journald's
+ * queue, which is only 10 datagrams where systemd did not raise
+ * net.unix.max_dgram_qlen. So a full queue is waited for, but briefly: at
+ * most JOURNAL_WAIT_MS per entry, and not at all after a wait ran out
+ * until journald takes an entry again, so a wedged journald costs the
+ * event loop one short stall, never a stall per entry. */
+static int send_journal(const struct entry *e)
+{
+	static bool stalled;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (journal_fd < 0) {
+			int r = journal_connect();
+			if (r < 0)
+				return r;
+		}
+		int64_t deadline = now_ms() + JOURNAL_WAIT_MS;
+		for (;;) {
+			if (send(journal_fd, e->buf, e->len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) {
+				stalled = false;
+				return 0;
+			}
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS)
+				break;
+			int64_t left = deadline - now_ms();
+			if (stalled || left <= 0) {
+				stalled = true;
+				return -EAGAIN;
+			}
+			struct pollfd pfd = { .fd = journal_fd, .events = POLLOUT };
+			poll(&pfd, 1, (int)left);
+		}
+		/* journald restarted: its old socket is gone, connect again once */
+		int err = -errno;
+		close(journal_fd);
+		journal_fd = -1;
+		if (err != -ECONNREFUSED && err != -ENOTCONN)
+			return err;
+	}
+	return -ECONNREFUSED;
 }
 
 /* journald is not there: one logfmt line on stderr, keys lower-cased. */

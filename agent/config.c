@@ -1,5 +1,6 @@
 /* agent.json parsing (see config.h); same error format as policies. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,10 +89,149 @@ static void key_table_owner(struct jctx *c, const char *path, json_t *v, void *t
 		       json_string_value(v));
 }
 
+/* ---- control_api ------------------------------------------------------ */
+
+static void key_url(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	struct control_api_config *cc = t;
+	if (!jp_want(c, path, v, JSON_STRING, "an https:// URL"))
+		return;
+	const char *s = json_string_value(v);
+	size_t n = strlen(s);
+	if (strncmp(s, "https://", 8) != 0) {
+		jp_err(c, path, false, "\"%.80s\" is not an https:// URL (the control API is reached over TLS only)", s);
+		return;
+	}
+	bool ok = n > 8 && n < 1024 && s[8] != '/';
+	for (size_t i = 0; ok && i < n; i++)
+		ok = s[i] > 0x20 && s[i] < 0x7f && !strchr("?#\"\\", s[i]);
+	if (!ok) {
+		jp_err(c, path, false, "\"%.80s\" is not a usable URL (a host is needed; no spaces, query or fragment)", s);
+		return;
+	}
+	while (n > 9 && s[n - 1] == '/')
+		n--;
+	free(cc->url);
+	cc->url = strndup(s, n);
+}
+
+#define CC_PATH(name, field)                                                   \
+	static void key_##name(struct jctx *c, const char *path, json_t *v, void *t) \
+	{                                                                      \
+		set_path(c, path, v, &((struct control_api_config *)t)->field); \
+	}
+CC_PATH(ca_file, ca_file)
+CC_PATH(cert_file, cert_file)
+CC_PATH(key_file, key_file)
+CC_PATH(token_file, token_file)
+
+static void key_pinned_pubkey(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	struct control_api_config *cc = t;
+	if (!jp_want(c, path, v, JSON_STRING, "\"sha256//BASE64\""))
+		return;
+	const char *s = json_string_value(v);
+	/* each ';'-separated pin: sha256// then 44 base64 characters */
+	bool ok = *s != '\0';
+	for (const char *p = s; ok && *p;) {
+		size_t len = strcspn(p, ";");
+		ok = len == 8 + 44 && strncmp(p, "sha256//", 8) == 0 &&
+		     strspn(p + 8, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") == 44;
+		p += len + (p[len] == ';');
+	}
+	if (!ok) {
+		jp_err(c, path, false, "\"%.120s\" is not a public key pin: expected sha256// and 44 base64 characters, several joined with ';'", s);
+		return;
+	}
+	free(cc->pinned_pubkey);
+	cc->pinned_pubkey = strdup(s);
+}
+
+static bool int_in(struct jctx *c, const char *path, json_t *v, json_int_t lo, json_int_t hi,
+		   json_int_t *out)
+{
+	if (!jp_want(c, path, v, JSON_INTEGER, "an integer"))
+		return false;
+	json_int_t n = json_integer_value(v);
+	if (n < lo || n > hi) {
+		jp_err(c, path, false, "%lld is out of range %lld-%lld", (long long)n, (long long)lo,
+		       (long long)hi);
+		return false;
+	}
+	*out = n;
+	return true;
+}
+
+static void key_min_prefix_v4(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	json_int_t n;
+	if (int_in(c, path, v, 1, 32, &n))
+		((struct control_api_config *)t)->min_prefix_v4 = (uint8_t)n;
+}
+
+static void key_min_prefix_v6(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	json_int_t n;
+	if (int_in(c, path, v, 1, 128, &n))
+		((struct control_api_config *)t)->min_prefix_v6 = (uint8_t)n;
+}
+
+static void key_max_response_bytes(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	json_int_t n;
+	if (int_in(c, path, v, 4096, (json_int_t)1 << 30, &n))
+		((struct control_api_config *)t)->max_response_bytes = (uint64_t)n;
+}
+
+static void key_wait(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	json_int_t n;
+	if (int_in(c, path, v, 1, 600, &n))
+		((struct control_api_config *)t)->wait = (uint32_t)n;
+}
+
+static const struct jp_key control_keys[] = {
+	{ "url", key_url },
+	{ "ca_file", key_ca_file },
+	{ "cert_file", key_cert_file },
+	{ "key_file", key_key_file },
+	{ "token_file", key_token_file },
+	{ "pinned_pubkey", key_pinned_pubkey },
+	{ "min_prefix_v4", key_min_prefix_v4 },
+	{ "min_prefix_v6", key_min_prefix_v6 },
+	{ "max_response_bytes", key_max_response_bytes },
+	{ "wait", key_wait },
+};
+
+static void key_control_api(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	struct agent_config *cfg = t;
+	struct control_api_config *cc = &cfg->control;
+	if (!jp_want(c, path, v, JSON_OBJECT, "an object"))
+		return;
+	cfg->has_control = true;
+	jp_object(c, path, v, control_keys, ELEMENTSOF(control_keys), cc);
+	static const struct {
+		const char *key;
+		size_t off;
+	} required[] = {
+		{ "url", offsetof(struct control_api_config, url) },
+		{ "ca_file", offsetof(struct control_api_config, ca_file) },
+		{ "cert_file", offsetof(struct control_api_config, cert_file) },
+		{ "key_file", offsetof(struct control_api_config, key_file) },
+		{ "token_file", offsetof(struct control_api_config, token_file) },
+	};
+	for (size_t i = 0; i < ELEMENTSOF(required); i++)
+		if (!json_object_get(v, required[i].key))
+			jp_err(c, path, false, "missing \"%s\" (control_api needs url, ca_file, cert_file, key_file and token_file)",
+			       required[i].key);
+}
+
 static const struct jp_key config_keys[] = {
 	{ "node_id", key_node_id },         { "policy", key_policy },
 	{ "state_dir", key_state_dir },     { "socket", key_socket },
 	{ "socket_group", key_socket_group }, { "table_owner", key_table_owner },
+	{ "control_api", key_control_api },
 };
 
 static int set_defaults(struct agent_config *cfg)
@@ -101,6 +241,10 @@ static int set_defaults(struct agent_config *cfg)
 	cfg->policy = strdup("/etc/cloudviz-agent/policy.json");
 	cfg->state_dir = strdup("/var/lib/cloudviz-agent");
 	cfg->socket = strdup("/run/cloudviz-agent/control.sock");
+	cfg->control.min_prefix_v4 = 8;
+	cfg->control.min_prefix_v6 = 32;
+	cfg->control.max_response_bytes = 16u << 20;
+	cfg->control.wait = 60;
 	return cfg->policy && cfg->state_dir && cfg->socket ? 0 : -ENOMEM;
 }
 
@@ -148,5 +292,11 @@ void config_free(struct agent_config *c)
 	free(c->state_dir);
 	free(c->socket);
 	free(c->socket_group);
+	free(c->control.url);
+	free(c->control.ca_file);
+	free(c->control.cert_file);
+	free(c->control.key_file);
+	free(c->control.token_file);
+	free(c->control.pinned_pubkey);
 	free(c);
 }

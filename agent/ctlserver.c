@@ -90,7 +90,7 @@ static json_t *reply_ok(void)
 	return json_pack("{s:b}", "ok", 1);
 }
 
-static json_t *entries_by_origin(const struct daemon *d)
+json_t *daemon_entries_by_origin(const struct daemon *d)
 {
 	size_t n[ORIGIN_COUNT] = { 0 };
 	for (size_t i = 0; i < d->bl.n; i++)
@@ -109,17 +109,18 @@ static json_t *cmd_status(struct daemon *d, json_t *req)
 	daemon_status_line(d, line, sizeof(line));
 	int64_t left = d->sx.confirm_deadline ? d->sx.confirm_deadline - (int64_t)time(NULL) : -1;
 	/* kernel ranges: both pairs of sets; dynamic: the runtime blocks' pair */
-	return json_pack("{s:b, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:o, s:s}",
+	return json_pack("{s:b, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:o, s:s, s:o}",
 			 "ok", 1, "version", CVZ_VERSION, "node_id", d->cfg->node_id, "policy",
 			 d->policy->file, "policy_digest", d->digest, "entries_by_origin",
-			 entries_by_origin(d), "kernel_ranges_v4",
+			 daemon_entries_by_origin(d), "kernel_ranges_v4",
 			 (json_int_t)(d->view.lists.n4 + d->dynamic.n4), "kernel_ranges_v6",
 			 (json_int_t)(d->view.lists.n6 + d->dynamic.n6), "dynamic_ranges_v4",
 			 (json_int_t)d->dynamic.n4, "dynamic_ranges_v6", (json_int_t)d->dynamic.n6,
 			 "elements_sent",
 			 (json_int_t)d->elements_sent, "lockdown", d->sx.lockdown,
 			 "table_owned", d->table_flags != 0, "confirm_seconds_left",
-			 left >= 0 ? json_integer(left > 0 ? left : 0) : json_null(), "status", line);
+			 left >= 0 ? json_integer(left > 0 ? left : 0) : json_null(), "status", line,
+			 "control", daemon_control_status(d));
 }
 
 static json_t *entry_json(const struct cvz_prefix *p, const char *origin, const char *source,

@@ -28,6 +28,7 @@
 #define VERIFY_INTERVAL_USEC (30 * 1000000ULL) /* periodic read-back */
 #define REPAIR_DELAY_USEC (50 * 1000ULL)     /* let a burst of foreign events end */
 #define POLICY_PREVIOUS "policy.previous.json"
+#define SEEN_IDS_MAX 10000 /* control API instruction ids remembered */
 
 static int64_t now_s(void)
 {
@@ -100,7 +101,7 @@ void daemon_status_line(const struct daemon *d, char *buf, size_t len)
 		 d->sx.confirm_deadline ? ", reload awaiting confirmation" : "");
 }
 
-static void notify_status(const struct daemon *d)
+void daemon_notify_status(const struct daemon *d)
 {
 	char line[256];
 	daemon_status_line(d, line, sizeof(line));
@@ -132,7 +133,7 @@ static int on_save_timer(sd_event_source *s, uint64_t usec, void *ud)
 static void state_changed(struct daemon *d)
 {
 	d->state_dirty = true;
-	notify_status(d);
+	daemon_notify_status(d);
 	if (d->save_timer) {
 		sd_event_source_set_time_relative(d->save_timer, SAVE_DELAY_USEC);
 		sd_event_source_set_enabled(d->save_timer, SD_EVENT_ONESHOT);
@@ -141,7 +142,7 @@ static void state_changed(struct daemon *d)
 
 /* Writes the state before the caller acknowledges: a block the operator was
  * told about must survive a crash a millisecond later. */
-static void state_changed_now(struct daemon *d)
+void daemon_state_changed_now(struct daemon *d)
 {
 	state_changed(d);
 	save_now(d);
@@ -234,7 +235,7 @@ static int send_delta(struct daemon *d, const struct bl_view *view, struct cvz_r
  * one transaction; otherwise only the changed set elements are sent. On
  * success p's view becomes d->view: its lists are what blocklist_v4/_v6
  * hold from then on. */
-static int apply_policy(struct daemon *d, const struct policy *p, bool force, char *err,
+int daemon_apply_policy(struct daemon *d, const struct policy *p, bool force, char *err,
 			size_t len)
 {
 	struct cvz_rangeset dyn = { 0 };
@@ -250,7 +251,8 @@ static int apply_policy(struct daemon *d, const struct policy *p, bool force, ch
 		snprintf(err, len, "%s", strerror(-r));
 		return r;
 	}
-	r = policy_compile_blocked(p, &view.lists, &dyn, &t);
+	struct compile_opts co = { .lists = &view.lists, .dynamic = &dyn, .lockdown = d->sx.lockdown };
+	r = policy_compile_opts(p, &co, &t);
 	if (r < 0) {
 		snprintf(err, len, "cannot compile: %s", strerror(-r));
 		cvz_rangeset_free(&dyn);
@@ -296,13 +298,13 @@ static void release_memory(void)
 
 static int apply_full(struct daemon *d, const struct policy *p, char *err, size_t len)
 {
-	return apply_policy(d, p, true, err, len);
+	return daemon_apply_policy(d, p, true, err, len);
 }
 
 /* After runtime entries changed (block, unblock, expiry): recomputes the
  * dynamic sets whole and sends what changed. The lists' sets are not
  * touched, so the cost does not grow with their size (docs/blocklists.md). */
-static int sync_dynamic(struct daemon *d, char *err, size_t len)
+int daemon_sync_dynamic(struct daemon *d, char *err, size_t len)
 {
 	struct cvz_rangeset want;
 	int r = bl_view_dynamic(&d->view, &d->bl, &want);
@@ -317,7 +319,7 @@ static int sync_dynamic(struct daemon *d, char *err, size_t len)
 
 /* ---- expiry ------------------------------------------------------------ */
 
-static void arm_expiry(struct daemon *d)
+void daemon_arm_expiry(struct daemon *d)
 {
 	int64_t next = bl_next_expiry(&d->bl);
 	if (!next) {
@@ -347,7 +349,7 @@ static void expire_now(struct daemon *d)
 	char err[512];
 	if (bl_expire(&d->bl, now_s(), journal_expired, NULL) == 0)
 		return;
-	if (sync_dynamic(d, err, sizeof(err)) < 0) {
+	if (daemon_sync_dynamic(d, err, sizeof(err)) < 0) {
 		struct audit_fields f = { .detail = err };
 		audit(AE_KERNEL_ERROR, &f, "Could not remove expired blocks: %s", err);
 	}
@@ -358,7 +360,7 @@ static int on_expiry_timer(sd_event_source *s, uint64_t usec, void *ud)
 {
 	struct daemon *d = ud;
 	expire_now(d);
-	arm_expiry(d);
+	daemon_arm_expiry(d);
 	return 0;
 }
 
@@ -407,7 +409,7 @@ int daemon_block(struct daemon *d, const struct cvz_prefix *p, enum bl_origin or
 		return r;
 	}
 	bool added = r == 1;
-	r = sync_dynamic(d, err, errlen);
+	r = daemon_sync_dynamic(d, err, errlen);
 	if (r < 0) {
 		if (added)
 			bl_remove(&d->bl, p, origin);
@@ -419,8 +421,8 @@ int daemon_block(struct daemon *d, const struct cvz_prefix *p, enum bl_origin or
 	}
 	audit(AE_ADDR_BLOCKED, &f, "Blocked %s (%s%s%s)", addr, f.origin, reason ? ": " : "",
 	      reason ? reason : "");
-	state_changed_now(d);
-	arm_expiry(d);
+	daemon_state_changed_now(d);
+	daemon_arm_expiry(d);
 	return 0;
 }
 
@@ -442,7 +444,7 @@ int daemon_unblock(struct daemon *d, const struct cvz_prefix *p, enum bl_origin 
 	saved.reason = e->reason ? strdup(e->reason) : NULL;
 	saved.incident = e->incident ? strdup(e->incident) : NULL;
 	bl_remove(&d->bl, p, origin);
-	int r = sync_dynamic(d, err, errlen);
+	int r = daemon_sync_dynamic(d, err, errlen);
 	if (r < 0) {
 		bl_add(&d->bl, p, origin, 0, saved.reason, saved.incident, saved.created);
 		bl_find(&d->bl, p, origin)->expires = saved.expires;
@@ -450,8 +452,8 @@ int daemon_unblock(struct daemon *d, const struct cvz_prefix *p, enum bl_origin 
 		audit(AE_KERNEL_ERROR, &f, "Could not unblock %s: %s", addr, err);
 	} else {
 		audit(AE_ADDR_UNBLOCKED, &f, "Unblocked %s (%s)", addr, f.origin);
-		state_changed_now(d);
-		arm_expiry(d);
+		daemon_state_changed_now(d);
+		daemon_arm_expiry(d);
 	}
 	free(saved.reason);
 	free(saved.incident);
@@ -492,14 +494,14 @@ static void end_confirm_window(struct daemon *d)
 	sd_event_source_set_enabled(d->confirm_timer, SD_EVENT_OFF);
 	previous_path(d, path, sizeof(path));
 	unlink(path);
-	state_changed_now(d);
+	daemon_state_changed_now(d);
 }
 
 static void revert_now(struct daemon *d)
 {
 	char err[1024];
 	struct audit_fields f = { .digest = d->previous_digest };
-	int r = apply_policy(d, d->previous, false, err, sizeof(err));
+	int r = daemon_apply_policy(d, d->previous, false, err, sizeof(err));
 	if (r < 0) {
 		f.detail = err;
 		audit(AE_KERNEL_ERROR, &f, "Could not restore the previous policy: %s", err);
@@ -578,7 +580,7 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 			 d->cfg->state_dir, strerror(-r));
 		return r;
 	}
-	r = apply_policy(d, p, false, detail, sizeof(detail));
+	r = daemon_apply_policy(d, p, false, detail, sizeof(detail));
 	if (r < 0) {
 		policy_free(p);
 		free(text);
@@ -605,6 +607,7 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 	free(cfg->state_dir);
 	cfg->socket = strdup(d->cfg->socket);
 	cfg->state_dir = strdup(d->cfg->state_dir);
+	daemon_control_reload(d, cfg);
 	config_free(d->cfg);
 	d->cfg = cfg;
 	release_memory();
@@ -616,7 +619,7 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 		      d->digest, d->cfg->policy, (unsigned long long)confirm_within);
 	else
 		audit(AE_POLICY_APPLIED, &f, "Applied policy %.12s from %s", d->digest, d->cfg->policy);
-	state_changed_now(d);
+	daemon_state_changed_now(d);
 	return 0;
 }
 
@@ -712,7 +715,7 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
 	sd_notify(0, "RELOADING=1");
 	daemon_reload(ud, 0, &a, err, sizeof(err));
 	sd_notify(0, "READY=1");
-	notify_status(ud);
+	daemon_notify_status(ud);
 	return 0;
 }
 
@@ -863,6 +866,8 @@ static int load_all(struct daemon *d)
 static void daemon_free(struct daemon *d)
 {
 	ctl_server_stop(d);
+	daemon_control_stop(d);
+	instr_seen_free(d->seen);
 	sd_event_source_unref(d->expiry_timer);
 	sd_event_source_unref(d->save_timer);
 	sd_event_source_unref(d->confirm_timer);
@@ -890,20 +895,25 @@ static void daemon_free(struct daemon *d)
 int daemon_run(const struct daemon_options *opt)
 {
 	struct daemon d = { .config_path = opt->config_path, .monitor_fd = -1, .ctl_fd = -1 };
+	char err[1024];
 	int rc = load_all(&d);
+	if (rc == 0 && !(d.seen = d.sx.seen = instr_seen_new(SEEN_IDS_MAX)))
+		rc = startup_failed("cannot start", strerror(ENOMEM));
 	if (rc == 0)
 		restore_state(&d);
 	if (rc == 0)
 		restore_confirm_window(&d);
 	if (rc == 0 && (sd_event_default(&d.ev) < 0 || add_signals(&d) < 0 || add_timers(&d) < 0))
 		rc = startup_failed("cannot set up the event loop", strerror(errno));
+	if (rc == 0 && daemon_control_start(&d, err, sizeof(err)) < 0)
+		rc = startup_failed("control API", err);
 	if (rc == 0)
 		rc = open_kernel(&d);
 	if (rc == 0 && ctl_server_start(&d) < 0)
 		rc = 1;
 	if (rc == 0) {
 		sd_event_set_watchdog(d.ev, true);
-		arm_expiry(&d);
+		daemon_arm_expiry(&d);
 		char status[256];
 		daemon_status_line(&d, status, sizeof(status));
 		struct audit_fields f = { .digest = d.digest };

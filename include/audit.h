@@ -29,12 +29,20 @@ enum audit_event {
 	AE_RULESET_DRIFT_REPAIRED,
 	AE_CTL_DENIED,
 	AE_KERNEL_ERROR,
+	AE_CONTROL_APPLIED,
+	AE_CONTROL_SYNC_FAILED,
+	AE_TLS_ERROR,
+	AE_CERT_EXPIRING,
+	AE_CREDENTIALS_RELOADED,
+	AE_CREDENTIALS_REJECTED,
+	AE_LOCKDOWN_CHANGED,
 	AE_COUNT
 };
 
 /* Optional fields; NULL / has_* false leaves a field out. reason, incident,
  * severity and detail are sanitized; addr, origin and digest are the agent's
- * own values and must not hold outside text. */
+ * own values and must not hold outside text; instruction and cursor are
+ * sanitized. */
 struct audit_fields {
 	const char *addr;     /* normalised: "203.0.113.7", "198.51.100.0/24" */
 	const char *origin;   /* policy, operator, control, crowdsec, file */
@@ -48,6 +56,12 @@ struct audit_fields {
 	bool has_actor;
 	uint32_t actor_uid;
 	int32_t actor_pid;
+	const char *instruction; /* control API instruction id */
+	const char *cursor;      /* control API cursor */
+	bool has_days;
+	int days;                /* cert_expiring: whole days left */
+	bool has_http;
+	long http_status;        /* control API: the HTTP status of a failed request */
 };
 
 /* Event name ("addr_blocked") and its MESSAGE_ID as 32 hex digits. */

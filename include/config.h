@@ -2,6 +2,7 @@
  * for local commands. Keys are documented in docs/config.md. */
 #pragma once
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "diag.h"
 
@@ -12,6 +13,16 @@ enum table_owner {
 	TABLE_OWNER_OFF,  /* never; watch for changes and repair instead */
 };
 
+/* The control API client (docs/control-api.md). */
+struct control_api_config {
+	char *url;           /* https://host[:port][/prefix], no trailing slash */
+	char *ca_file, *cert_file, *key_file, *token_file;
+	char *pinned_pubkey; /* "sha256//BASE64[;sha256//...]" or NULL */
+	uint8_t min_prefix_v4, min_prefix_v6;
+	uint64_t max_response_bytes;
+	uint32_t wait;       /* long-poll seconds */
+};
+
 struct agent_config {
 	char *file;
 	char node_id[64];
@@ -20,6 +31,8 @@ struct agent_config {
 	char *socket;       /* control socket path */
 	char *socket_group; /* group allowed on the socket; NULL: root only */
 	enum table_owner table_owner;
+	bool has_control; /* a control_api section was given */
+	struct control_api_config control;
 };
 
 /* Reads and validates a config; errors as FILE:LINE:COL in d. Returns 0 and

@@ -3,11 +3,14 @@
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <systemd/sd-event.h>
 
 #include "audit.h"
 #include "blocklist.h"
 #include "config.h"
+#include "control.h"
+#include "instr.h"
 #include "nft.h"
 #include "policy.h"
 #include "state.h"
@@ -41,6 +44,11 @@ struct daemon {
 		*repair_timer;
 	bool state_dirty;
 	int ctl_fd;
+	/* control API (daemon_control.c); NULL without a control_api section */
+	struct control *control;
+	struct instr_seen *seen;  /* instruction ids carried out, persisted */
+	int64_t cert_not_after;   /* client certificate, for cert_expiring */
+	sd_event_source *cert_timer;
 };
 
 /* Who asked, for audit fields. */
@@ -63,6 +71,32 @@ int daemon_confirm(struct daemon *d, const struct actor *a, char *err, size_t er
 /* The one-line STATUS= text, e.g. "policy 3f2a9c1e, 1204 blocked, lockdown off". */
 void daemon_status_line(const struct daemon *d, char *buf, size_t len);
 
+/* Shared by daemon.c and daemon_control.c. */
+void daemon_state_changed_now(struct daemon *d);
+int daemon_sync_dynamic(struct daemon *d, char *err, size_t len);
+void daemon_arm_expiry(struct daemon *d);
+void daemon_notify_status(const struct daemon *d);
+/* Makes the kernel hold policy p (with lockdown as d->sx.lockdown) plus every
+ * live entry: the whole table when the rules differ or force, else a set
+ * delta. On success p's view becomes d->view. */
+int daemon_apply_policy(struct daemon *d, const struct policy *p, bool force, char *err,
+			size_t len);
+
+/* daemon_control.c: the control API client's side in the daemon. */
+/* At start: loads and checks the credentials (refusing to start with a
+ * reason in err when they are bad) and starts polling. A config without
+ * control_api is fine (returns 0, no client). */
+int daemon_control_start(struct daemon *d, char *err, size_t errlen);
+/* On reload, with the new config (not yet d->cfg): re-reads the credentials;
+ * a broken set keeps the old one (journaled credentials_rejected). Also
+ * starts or stops the client when the section was added or removed. */
+void daemon_control_reload(struct daemon *d, struct agent_config *newcfg);
+void daemon_control_stop(struct daemon *d);
+/* status: the client's counters, or JSON null without a client. */
+json_t *daemon_control_status(const struct daemon *d);
+
 /* ctlserver.c */
+/* {"policy": n, "file": n, ...} */
+json_t *daemon_entries_by_origin(const struct daemon *d);
 int ctl_server_start(struct daemon *d);
 void ctl_server_stop(struct daemon *d);

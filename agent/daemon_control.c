@@ -1,0 +1,467 @@
+/* The daemon's side of the control API (docs/control-api.md): credentials
+ * at start and reload, and what a reply means for the blocklist.
+ *
+ * A reply is applied as one change: every instruction is carried out on the
+ * in-memory blocklist first, then the kernel gets one transaction (a set
+ * delta, or the whole table when lockdown flips). If the kernel refuses,
+ * the blocklist and lockdown are put back as they were and the reply counts
+ * as failed: nothing of it is applied, the cursor does not move, and the
+ * same reply comes again after backoff. Only after the kernel took it are
+ * the cursor and the ids saved, and then the report is queued. */
+#include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "daemon_internal.h"
+
+#define EVENTS_PER_TARGET_MAX 1000 /* beyond: one summary entry per instruction */
+#define REJECTS_JOURNALED_MAX 100
+#define CERT_WARN_DAYS 30
+#define CERT_CHECK_USEC (24 * 3600 * 1000000ULL)
+
+/* ---- credentials ---------------------------------------------------------- */
+
+static int load_creds(const struct agent_config *cfg, struct creds **out, char *err, size_t len)
+{
+	const struct control_api_config *cc = &cfg->control;
+	struct creds_paths p = {
+		.ca_file = cc->ca_file,
+		.cert_file = cc->cert_file,
+		.key_file = cc->key_file,
+		.token_file = cc->token_file,
+		.agent_uid = geteuid(),
+	};
+	return creds_load(&p, (int64_t)time(NULL), out, err, len);
+}
+
+static void check_cert_expiry(struct daemon *d)
+{
+	int64_t now = (int64_t)time(NULL);
+	if (!d->cert_not_after)
+		return;
+	int64_t left = d->cert_not_after - now;
+	int days = (int)((left >= 0 ? left : left - 86399) / 86400);
+	if (days >= CERT_WARN_DAYS)
+		return;
+	struct audit_fields f = { .has_days = true, .days = days,
+				  .detail = d->cfg->control.cert_file };
+	audit(AE_CERT_EXPIRING, &f, "The control API client certificate %s expires in %d days",
+	      d->cfg->control.cert_file, days);
+}
+
+static int on_cert_timer(sd_event_source *s, uint64_t usec, void *ud)
+{
+	check_cert_expiry(ud);
+	sd_event_source_set_time_relative(s, CERT_CHECK_USEC);
+	sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+	return 0;
+}
+
+/* ---- applying a reply ---------------------------------------------------------- */
+
+/* The control API's own addresses: the one curl connected to and an IP
+ * literal in the URL. Blocking them would cut the agent off its orders. */
+static size_t api_addrs(const struct daemon *d, const char *server_ip, struct cvz_prefix out[2])
+{
+	size_t n = 0;
+	if (server_ip[0] && cvz_prefix_parse(server_ip, &out[n], NULL, NULL, 0) == 0)
+		n++;
+	const char *h = d->cfg->control.url + strlen("https://");
+	char host[64];
+	size_t len = h[0] == '[' ? strcspn(h + 1, "]") : strcspn(h, ":/");
+	if (len < sizeof(host)) {
+		memcpy(host, h + (h[0] == '['), len);
+		host[len] = '\0';
+		if (cvz_prefix_parse(host, &out[n], NULL, NULL, 0) == 0)
+			n++;
+	}
+	return n;
+}
+
+/* Everything needed to undo a reply the kernel refused. */
+struct undo {
+	struct blocklist control; /* the control-origin entries before */
+	bool lockdown;
+};
+
+static int copy_entry(struct blocklist *to, const struct bl_entry *e)
+{
+	int r = bl_add(to, &e->prefix, (enum bl_origin)e->origin, 0, e->reason, e->incident,
+		       e->created);
+	if (r >= 0)
+		bl_find(to, &e->prefix, (enum bl_origin)e->origin)->expires = e->expires;
+	return r < 0 ? r : 0;
+}
+
+static int undo_init(struct undo *u, const struct daemon *d)
+{
+	memset(u, 0, sizeof(*u));
+	u->lockdown = d->sx.lockdown;
+	for (size_t i = 0; i < d->bl.n; i++)
+		if (d->bl.v[i].origin == ORIGIN_CONTROL && copy_entry(&u->control, &d->bl.v[i]) < 0)
+			return -ENOMEM;
+	return 0;
+}
+
+static void undo_now(struct undo *u, struct daemon *d)
+{
+	for (size_t i = d->bl.n; i-- > 0;)
+		if (d->bl.v[i].origin == ORIGIN_CONTROL)
+			bl_remove(&d->bl, &d->bl.v[i].prefix, ORIGIN_CONTROL);
+	for (size_t i = 0; i < u->control.n; i++)
+		copy_entry(&d->bl, &u->control.v[i]); /* the index has room: it held them */
+	d->sx.lockdown = u->lockdown;
+}
+
+/* What one reply did, for the journal and the report. */
+struct outcome {
+	json_t *applied;  /* ids */
+	json_t *rejected; /* {id, target, reason} */
+	size_t n_rejected, added, removed;
+	bool lockdown_changed;
+	const struct instr *lockdown_by;
+	struct cvz_prefix *dropped; /* removed by a full snapshot, journaled once applied */
+	size_t n_dropped;
+};
+
+static void reject(struct outcome *o, const struct instr *in, const char *target, const char *why)
+{
+	json_array_append_new(o->rejected, json_pack("{s:s, s:s, s:s}", "id", in->id, "target",
+						     target, "reason", why));
+	if (o->n_rejected++ < REJECTS_JOURNALED_MAX) {
+		struct audit_fields f = { .origin = "control", .instruction = in->id,
+					  .incident = in->incident, .detail = why };
+		audit(AE_BLOCK_REJECTED, &f, "Refused control API target %s of %s: %s", target,
+		      in->id, why);
+	}
+}
+
+static int carry_out(struct daemon *d, const struct instr *in, struct outcome *o, int64_t now)
+{
+	char why[256];
+	if (in->action == INSTR_LOCKDOWN) {
+		if (in->enabled && !policy_lockdown_usable(d->policy, why, sizeof(why))) {
+			reject(o, in, "lockdown", why);
+			return 0;
+		}
+		if (d->sx.lockdown != in->enabled) {
+			d->sx.lockdown = in->enabled;
+			o->lockdown_changed = !o->lockdown_changed;
+			o->lockdown_by = in;
+		}
+		return 0;
+	}
+	for (size_t t = 0; t < in->n_targets; t++) {
+		const struct instr_target *tg = &in->targets[t];
+		if (tg->why[0]) {
+			reject(o, in, tg->text, tg->why);
+			continue;
+		}
+		if (in->action == INSTR_BLOCK) {
+			int r = bl_add(&d->bl, &tg->prefix, ORIGIN_CONTROL, in->ttl, in->reason,
+				       in->incident, now);
+			if (r < 0)
+				return r;
+			o->added += r == 1;
+		} else if (bl_remove(&d->bl, &tg->prefix, ORIGIN_CONTROL) == 0) {
+			o->removed++;
+		}
+	}
+	return 0;
+}
+
+/* full:true: control entries named by no block instruction of the reply go. */
+static int drop_unnamed(struct daemon *d, const struct instr_batch *b, struct outcome *o)
+{
+	struct blocklist named = { 0 };
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < b->n; i++)
+		for (size_t t = 0; r == 0 && b->v[i].action == INSTR_BLOCK && t < b->v[i].n_targets; t++)
+			if (!b->v[i].targets[t].why[0])
+				r = bl_add(&named, &b->v[i].targets[t].prefix, ORIGIN_CONTROL, 0, NULL,
+					   NULL, 0) < 0 ? -ENOMEM : 0;
+	for (size_t i = d->bl.n; r == 0 && i-- > 0;) {
+		struct bl_entry *e = &d->bl.v[i];
+		if (e->origin == ORIGIN_CONTROL && !bl_find(&named, &e->prefix, ORIGIN_CONTROL)) {
+			struct cvz_prefix *nd = reallocarray(o->dropped, o->n_dropped + 1, sizeof(*nd));
+			if (!nd) {
+				r = -ENOMEM;
+				break;
+			}
+			o->dropped = nd;
+			nd[o->n_dropped++] = e->prefix;
+			bl_remove(&d->bl, &e->prefix, ORIGIN_CONTROL);
+			o->removed++;
+		}
+	}
+	bl_free(&named);
+	return r;
+}
+
+static void journal_targets(const struct instr_batch *b, const bool *skip, size_t total)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		const struct instr *in = &b->v[i];
+		if (in->action == INSTR_LOCKDOWN || skip[i])
+			continue;
+		bool blk = in->action == INSTR_BLOCK;
+		struct audit_fields f = { .origin = "control", .instruction = in->id,
+					  .reason = in->reason, .incident = in->incident,
+					  .severity = in->severity, .has_ttl = blk && in->ttl,
+					  .ttl = in->ttl };
+		if (total > EVENTS_PER_TARGET_MAX) {
+			audit(blk ? AE_ADDR_BLOCKED : AE_ADDR_UNBLOCKED, &f,
+			      "Control API instruction %s: %s %zu targets", in->id,
+			      blk ? "blocked" : "unblocked", in->n_targets);
+			continue;
+		}
+		for (size_t t = 0; t < in->n_targets; t++) {
+			char addr[CVZ_PREFIX_STRLEN];
+			if (in->targets[t].why[0])
+				continue;
+			f.addr = cvz_prefix_format(&in->targets[t].prefix, addr, sizeof(addr));
+			audit(blk ? AE_ADDR_BLOCKED : AE_ADDR_UNBLOCKED, &f, "%s %s (control, %s%s%s)",
+			      blk ? "Blocked" : "Unblocked", addr, in->id, in->reason ? ": " : "",
+			      in->reason ? in->reason : "");
+		}
+	}
+}
+
+static void journal_dropped(const struct outcome *o, const char *cursor)
+{
+	struct audit_fields f = { .origin = "control", .cursor = cursor };
+	if (o->n_dropped > EVENTS_PER_TARGET_MAX) {
+		audit(AE_ADDR_UNBLOCKED, &f,
+		      "Unblocked %zu control API entries the full snapshot no longer holds",
+		      o->n_dropped);
+		return;
+	}
+	for (size_t i = 0; i < o->n_dropped; i++) {
+		char addr[CVZ_PREFIX_STRLEN];
+		f.addr = cvz_prefix_format(&o->dropped[i], addr, sizeof(addr));
+		audit(AE_ADDR_UNBLOCKED, &f,
+		      "Unblocked %s (control): the full snapshot no longer holds it", addr);
+	}
+}
+
+static char *report_json(const struct daemon *d, const char *cursor, struct outcome *o)
+{
+	json_t *status = json_pack("{s:o, s:b, s:s, s:s}", "entries_by_origin",
+				   daemon_entries_by_origin(d), "lockdown", d->sx.lockdown,
+				   "policy_digest", d->digest, "agent_version", CVZ_VERSION);
+	json_t *root = json_pack("{s:s, s:O, s:O, s:o}", "cursor", cursor, "applied", o->applied,
+				 "rejected", o->rejected, "status", status);
+	char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	json_decref(root);
+	return text;
+}
+
+static size_t count_targets(const struct instr_batch *b)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < b->n; i++)
+		n += b->v[i].n_targets;
+	return n;
+}
+
+/* skip[i]: instruction i was carried out before, in an earlier reply or
+ * earlier in this one; it changes nothing. */
+static int repeated_ids(const struct daemon *d, const struct instr_batch *b, bool **skip)
+{
+	*skip = calloc(b->n ? b->n : 1, sizeof(**skip));
+	struct instr_seen *here = instr_seen_new(b->n ? b->n : 1);
+	int r = *skip && here ? 0 : -ENOMEM;
+	for (size_t i = 0; r == 0 && i < b->n; i++) {
+		(*skip)[i] = instr_seen_has(d->seen, b->v[i].id) || instr_seen_has(here, b->v[i].id);
+		r = instr_seen_add(here, b->v[i].id);
+	}
+	instr_seen_free(here);
+	return r;
+}
+
+static int apply_batch(struct daemon *d, const struct instr_batch *b, const bool *skip,
+		       struct outcome *o, char *err, size_t errlen)
+{
+	int64_t now = (int64_t)time(NULL) + 1; /* TTLs last at least as long as asked */
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < b->n; i++) {
+		const struct instr *in = &b->v[i];
+		json_array_append_new(o->applied, json_string(in->id));
+		if (!skip[i])
+			r = carry_out(d, in, o, now);
+	}
+	if (r == 0 && b->full)
+		r = drop_unnamed(d, b, o);
+	if (r < 0) {
+		snprintf(err, errlen, "%s", strerror(-r));
+		return r;
+	}
+	if (o->lockdown_changed)
+		return daemon_apply_policy(d, d->policy, false, err, errlen);
+	return daemon_sync_dynamic(d, err, errlen);
+}
+
+static void journal_lockdown(const struct daemon *d, const struct instr *by)
+{
+	struct audit_fields f = { .origin = "control", .instruction = by->id,
+				  .incident = by->incident, .severity = by->severity,
+				  .reason = by->reason, .digest = d->digest };
+	audit(AE_LOCKDOWN_CHANGED, &f, "Lockdown %s by control API instruction %s%s%s",
+	      d->sx.lockdown ? "enabled" : "disabled", by->id, by->incident ? " for " : "",
+	      by->incident ? by->incident : "");
+}
+
+static int on_reply(void *ud, const char *body, size_t len, const char *server_ip, char *err,
+		    size_t errlen)
+{
+	struct daemon *d = ud;
+	struct cvz_prefix api[2];
+	const struct control_api_config *cc = &d->cfg->control;
+	struct instr_limits lim = {
+		.min_prefix_v4 = cc->min_prefix_v4,
+		.min_prefix_v6 = cc->min_prefix_v6,
+		.safelist = d->policy->safelist,
+		.n_safelist = d->policy->n_safelist,
+		.api_addrs = api,
+		.n_api_addrs = api_addrs(d, server_ip, api),
+	};
+	struct instr_batch b;
+	int r = instr_parse(body, len, &lim, &b, err, errlen);
+	if (r < 0)
+		return r;
+	struct undo u = { 0 };
+	bool *skip = NULL;
+	struct outcome o = { .applied = json_array(), .rejected = json_array() };
+	r = o.applied && o.rejected ? repeated_ids(d, &b, &skip) : -ENOMEM;
+	if (r == 0)
+		r = undo_init(&u, d);
+	if (r < 0) {
+		snprintf(err, errlen, "out of memory");
+	} else {
+		r = apply_batch(d, &b, skip, &o, err, errlen);
+		if (r < 0)
+			undo_now(&u, d);
+	}
+	bl_free(&u.control);
+	for (size_t i = 0; r == 0 && i < b.n; i++)
+		if (instr_seen_add(d->seen, b.v[i].id) < 0)
+			break; /* out of memory: a replay would only re-apply the same */
+	if (r == 0) {
+		journal_targets(&b, skip, count_targets(&b));
+		journal_dropped(&o, b.cursor);
+		snprintf(d->sx.cursor, sizeof(d->sx.cursor), "%s", b.cursor);
+		if (o.lockdown_changed)
+			journal_lockdown(d, o.lockdown_by);
+		struct audit_fields f = { .origin = "control", .cursor = b.cursor };
+		audit(AE_CONTROL_APPLIED, &f,
+		      "Applied control API %s reply: %zu instructions, %zu entries added, %zu removed, %zu targets rejected",
+		      b.full ? "snapshot" : "delta", b.n, o.added, o.removed, o.n_rejected);
+		daemon_state_changed_now(d); /* the cursor moves only once saved */
+		daemon_arm_expiry(d);
+		control_queue_report(d->control, report_json(d, b.cursor, &o));
+	}
+	json_decref(o.applied);
+	json_decref(o.rejected);
+	free(o.dropped);
+	free(skip);
+	instr_batch_free(&b);
+	/* a snapshot's tree, batch and copies are tens of MB of freed heap */
+	if (len > (1u << 20))
+		malloc_trim(0);
+	return r;
+}
+
+static const char *cursor_of(void *ud)
+{
+	return ((struct daemon *)ud)->sx.cursor;
+}
+
+/* ---- life cycle ------------------------------------------------------------------- */
+
+int daemon_control_start(struct daemon *d, char *err, size_t errlen)
+{
+	struct creds *c = NULL;
+	if (!d->cfg->has_control)
+		return 0;
+	int r = load_creds(d->cfg, &c, err, errlen);
+	if (r < 0)
+		return r;
+	d->cert_not_after = c->not_after;
+	struct control_hooks h = { .cursor = cursor_of, .on_reply = on_reply, .ud = d };
+	r = control_start(d->ev, d->cfg->node_id, &d->cfg->control, c, &h, &d->control);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot start the control API client: %s", strerror(-r));
+		return r;
+	}
+	check_cert_expiry(d);
+	r = sd_event_add_time_relative(d->ev, &d->cert_timer, CLOCK_MONOTONIC, CERT_CHECK_USEC,
+				       60 * 1000000ULL, on_cert_timer, d);
+	if (r < 0)
+		snprintf(err, errlen, "cannot set up the event loop: %s", strerror(-r));
+	return r;
+}
+
+void daemon_control_reload(struct daemon *d, struct agent_config *newcfg)
+{
+	char err[512];
+	struct creds *c = NULL;
+	if (!newcfg->has_control) {
+		daemon_control_stop(d);
+		return;
+	}
+	int r = load_creds(newcfg, &c, err, sizeof(err));
+	if (r < 0) {
+		struct audit_fields f = { .detail = err };
+		audit(AE_CREDENTIALS_REJECTED, &f,
+		      "New control API credentials rejected, the old ones stay in use: %s", err);
+		/* the old section goes on with the old credentials */
+		if (d->control) {
+			struct control_api_config keep = newcfg->control;
+			newcfg->control = d->cfg->control;
+			d->cfg->control = keep;
+			control_set_config(d->control, &newcfg->control, NULL);
+		}
+		newcfg->has_control = d->control != NULL;
+		return;
+	}
+	struct audit_fields f = { .detail = c->subject };
+	audit(AE_CREDENTIALS_RELOADED, &f,
+	      "Control API credentials loaded: certificate %s (sha256 %.16s), valid for %d more days",
+	      c->subject, c->fingerprint, creds_days_left(c, (int64_t)time(NULL)));
+	d->cert_not_after = c->not_after;
+	if (!d->control) {
+		struct control_hooks h = { .cursor = cursor_of, .on_reply = on_reply, .ud = d };
+		if (control_start(d->ev, newcfg->node_id, &newcfg->control, c, &h, &d->control) < 0)
+			d->control = NULL;
+	} else {
+		control_set_config(d->control, &newcfg->control, c);
+	}
+}
+
+void daemon_control_stop(struct daemon *d)
+{
+	control_free(d->control);
+	d->control = NULL;
+	d->cert_timer = sd_event_source_disable_unref(d->cert_timer);
+}
+
+json_t *daemon_control_status(const struct daemon *d)
+{
+	struct control_stats s;
+	if (!d->control)
+		return json_null();
+	control_get_stats(d->control, &s);
+	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:s, s:I}", "url",
+			 d->cfg->control.url, "cursor", d->sx.cursor, "polls", (json_int_t)s.polls,
+			 "replies", (json_int_t)s.replies, "failures", (json_int_t)s.failures,
+			 "reports_sent", (json_int_t)s.reports_sent, "reports_failed",
+			 (json_int_t)s.reports_failed, "reports_queued", (json_int_t)s.reports_queued,
+			 "consecutive_failures", (int)s.attempt, "last_success",
+			 (json_int_t)s.last_success, "last_error", s.last_error, "cert_not_after",
+			 (json_int_t)d->cert_not_after);
+}
