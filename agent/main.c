@@ -270,6 +270,29 @@ static void print_json(json_t *j)
 	free(s);
 }
 
+/* The control API line of `status`: where, how it goes, what failed last. */
+static void print_control(const json_t *c)
+{
+	if (!json_is_object(c)) {
+		printf("  control: not configured (local only)\n");
+		return;
+	}
+	long long fails = json_integer_value(json_object_get(c, "consecutive_failures"));
+	time_t last = (time_t)json_integer_value(json_object_get(c, "last_success"));
+	char when[64] = "never";
+	if (last)
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime(&last));
+	printf("  control: %s, %s; last success %s; %lld replies, %lld reports sent, %lld queued\n",
+	       json_string_value(json_object_get(c, "url")),
+	       fails ? "backing off" : "polling", when,
+	       json_integer_value(json_object_get(c, "replies")),
+	       json_integer_value(json_object_get(c, "reports_sent")),
+	       json_integer_value(json_object_get(c, "reports_queued")));
+	const char *err = json_string_value(json_object_get(c, "last_error"));
+	if (err && err[0])
+		printf("  control: %lld failures in a row, last: %s\n", fails, err);
+}
+
 static int cmd_status(const struct opts *o, int argc, char **argv)
 {
 	json_t *r;
@@ -296,6 +319,7 @@ static int cmd_status(const struct opts *o, int argc, char **argv)
 		json_object_foreach(json_object_get(r, "entries_by_origin"), k, v)
 			printf(" %s %lld", k, json_integer_value(v));
 		printf("\n");
+		print_control(json_object_get(r, "control"));
 	}
 	json_decref(r);
 	return EXIT_OK;
