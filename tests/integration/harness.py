@@ -188,8 +188,10 @@ def nft(ns, *args, input=None, check=True):
     return netns.run(["nft"] + list(args), ns=ns, check=check, input=input)
 
 
-def ruleset(ns):
-    return nft(ns, "list", "ruleset").stdout
+def ruleset(ns, stateless=False):
+    """`nft list ruleset` in ns; stateless: without counter values (`nft -s`),
+    for comparisons that must not depend on stray packets."""
+    return nft(ns, *(("-s",) if stateless else ()), "list", "ruleset").stdout
 
 
 def table(ns):

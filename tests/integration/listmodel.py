@@ -200,9 +200,11 @@ def check_kernel(r, label, ns, want, pair="blocklist"):
 
 
 def unchanged_ruleset(r, what, ns, before):
-    """Asserts that `nft list ruleset` in ns is byte-identical to before; a
-    failure shows only the start of the diff (the sets are large)."""
-    now = harness.ruleset(ns)
+    """Asserts that `nft -s list ruleset` in ns is byte-identical to before
+    (taken with harness.ruleset(ns, stateless=True): counters move with
+    stray packets such as neighbour probes); a failure shows only the start
+    of the diff (the sets are large)."""
+    now = harness.ruleset(ns, stateless=True)
     diff = list(difflib.unified_diff(before.splitlines(True), now.splitlines(True),
                                      "before", "after"))
     more = "  ... (%d more diff lines)\n" % (len(diff) - 30) if len(diff) > 30 else ""
