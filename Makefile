@@ -13,7 +13,7 @@ DESTDIR  ?=
 BUILD    ?= build
 
 CC       ?= cc
-PKGS     := libnftnl libmnl jansson libsystemd libcrypto libcurl
+PKGS     := libnftnl libmnl jansson libsystemd libcrypto libcurl libseccomp
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

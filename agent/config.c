@@ -75,6 +75,20 @@ static void key_socket_group(struct jctx *c, const char *path, json_t *v, void *
 	cfg->socket_group = strdup(json_string_value(v));
 }
 
+static void key_user(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	struct agent_config *cfg = t;
+	if (!jp_want(c, path, v, JSON_STRING, "a user name"))
+		return;
+	const char *s = json_string_value(v);
+	if (!s[0] || strlen(s) > 31 || strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(s)) {
+		jp_err(c, path, false, "\"%.40s\" is not a user name", s);
+		return;
+	}
+	free(cfg->user);
+	cfg->user = strdup(s);
+}
+
 static void key_table_owner(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	struct agent_config *cfg = t;
@@ -231,7 +245,7 @@ static const struct jp_key config_keys[] = {
 	{ "node_id", key_node_id },         { "policy", key_policy },
 	{ "state_dir", key_state_dir },     { "socket", key_socket },
 	{ "socket_group", key_socket_group }, { "table_owner", key_table_owner },
-	{ "control_api", key_control_api },
+	{ "control_api", key_control_api }, { "user", key_user },
 };
 
 static int set_defaults(struct agent_config *cfg)
@@ -292,6 +306,7 @@ void config_free(struct agent_config *c)
 	free(c->state_dir);
 	free(c->socket);
 	free(c->socket_group);
+	free(c->user);
 	free(c->control.url);
 	free(c->control.ca_file);
 	free(c->control.cert_file);

@@ -858,8 +858,52 @@ static int load_all(struct daemon *d)
 		return 1;
 	}
 	diags_free(&dg);
+	char err[512];
+	if (d->cfg->user && sandbox_lookup_user(d->cfg->user, &d->user, err, sizeof(err)) < 0)
+		return startup_failed("config", err);
 	if (mkdir(d->cfg->state_dir, 0700) < 0 && errno != EEXIST)
 		return startup_failed(d->cfg->state_dir, strerror(errno));
+	return 0;
+}
+
+/* Started as root: the state must stay writable for whoever we are after
+ * the drop (no CAP_DAC_OVERRIDE then), the configured user or uid 0, also
+ * when the config changed between the two. A unit's StateDirectory= does
+ * this by itself. */
+static int hand_over_state_dir(const struct daemon *d)
+{
+	static const char *const files[] = { STATE_FILE, POLICY_PREVIOUS };
+	if (geteuid() != 0)
+		return 0;
+	uid_t uid = d->user.set ? d->user.uid : 0;
+	gid_t gid = d->user.set ? d->user.gid : 0;
+	if (chown(d->cfg->state_dir, uid, gid) < 0)
+		return -errno;
+	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+		char path[4200];
+		snprintf(path, sizeof(path), "%s/%s", d->cfg->state_dir, files[i]);
+		if (chown(path, uid, gid) < 0 && errno != ENOENT)
+			return -errno;
+	}
+	return 0;
+}
+
+/* Everything that needs privilege is open: keep CAP_NET_ADMIN alone, become
+ * the configured user, and install the system call filter. */
+static int confine(struct daemon *d, const struct daemon_options *opt)
+{
+	char err[512];
+	int r = hand_over_state_dir(d);
+	if (r < 0)
+		return startup_failed(d->cfg->state_dir, strerror(-r));
+	if (sandbox_drop_privileges(&d->user, err, sizeof(err)) < 0)
+		return startup_failed("cannot drop privileges", err);
+	if (opt->no_seccomp)
+		return 0;
+	sandbox_no_dumps();
+	const char *trap = getenv("CVZ_SECCOMP_TRAP");
+	if (sandbox_install_filter(trap && strcmp(trap, "1") == 0, err, sizeof(err)) < 0)
+		return startup_failed("cannot install the system call filter", err);
 	return 0;
 }
 
@@ -888,10 +932,17 @@ static void daemon_free(struct daemon *d)
 	bl_view_free(&d->view);
 }
 
-/* The start-up order: load and validate everything first, then restore the
- * state, then open the netlink, journald and control sockets and apply;
- * (privileges are dropped and the seccomp filter installed here, once those
- * exist); then tell systemd we are ready and serve. */
+/* The start-up order:
+ *  1. load and validate config, policy and (control API) credentials, and
+ *     look up the user to become: any problem ends the start here, before
+ *     the kernel is touched;
+ *  2. restore the state;
+ *  3. open the netlink sockets and apply, open the journald connection
+ *     (the first audit entry did) and the control socket;
+ *  4. drop privileges: CAP_NET_ADMIN alone, the configured user,
+ *     no_new_privs;
+ *  5. install the seccomp filter;
+ *  6. tell systemd we are ready, and serve. */
 int daemon_run(const struct daemon_options *opt)
 {
 	struct daemon d = { .config_path = opt->config_path, .monitor_fd = -1, .ctl_fd = -1 };
@@ -911,14 +962,21 @@ int daemon_run(const struct daemon_options *opt)
 		rc = open_kernel(&d);
 	if (rc == 0 && ctl_server_start(&d) < 0)
 		rc = 1;
+	if (rc == 0)
+		rc = confine(&d, opt);
 	if (rc == 0) {
 		sd_event_set_watchdog(d.ev, true);
 		daemon_arm_expiry(&d);
 		char status[256];
 		daemon_status_line(&d, status, sizeof(status));
-		struct audit_fields f = { .digest = d.digest };
-		audit(AE_AGENT_STARTED, &f, "cloudviz-agent %s started on node %s: %s%s", CVZ_VERSION,
-		      d.cfg->node_id, status, d.table_flags ? "; table owned and persistent" : "");
+		struct audit_fields f = {
+			.digest = d.digest,
+			.detail = opt->no_seccomp ? "system call filter OFF (--no-seccomp, debugging only)" : NULL,
+		};
+		audit(AE_AGENT_STARTED, &f, "cloudviz-agent %s started on node %s: %s%s%s%s%s", CVZ_VERSION,
+		      d.cfg->node_id, status, d.table_flags ? "; table owned and persistent" : "",
+		      d.user.set ? "; running as " : "", d.user.set ? d.user.name : "",
+		      opt->no_seccomp ? "; WITHOUT the system call filter (--no-seccomp)" : "");
 		sd_notifyf(0, "READY=1\nSTATUS=%s", status);
 		release_memory();
 		d.state_dirty = true;

@@ -26,7 +26,10 @@
 
 /* ---- credentials ---------------------------------------------------------- */
 
-static int load_creds(const struct agent_config *cfg, struct creds **out, char *err, size_t len)
+/* Key and token may belong to root or to the user the agent runs as (the
+ * configured user, before the switch as after it). */
+static int load_creds(const struct daemon *d, const struct agent_config *cfg, struct creds **out,
+		      char *err, size_t len)
 {
 	const struct control_api_config *cc = &cfg->control;
 	struct creds_paths p = {
@@ -34,7 +37,7 @@ static int load_creds(const struct agent_config *cfg, struct creds **out, char *
 		.cert_file = cc->cert_file,
 		.key_file = cc->key_file,
 		.token_file = cc->token_file,
-		.agent_uid = geteuid(),
+		.agent_uid = d->user.set ? d->user.uid : geteuid(),
 	};
 	return creds_load(&p, (int64_t)time(NULL), out, err, len);
 }
@@ -388,7 +391,7 @@ int daemon_control_start(struct daemon *d, char *err, size_t errlen)
 	struct creds *c = NULL;
 	if (!d->cfg->has_control)
 		return 0;
-	int r = load_creds(d->cfg, &c, err, errlen);
+	int r = load_creds(d, d->cfg, &c, err, errlen);
 	if (r < 0)
 		return r;
 	d->cert_not_after = c->not_after;
@@ -414,7 +417,7 @@ void daemon_control_reload(struct daemon *d, struct agent_config *newcfg)
 		daemon_control_stop(d);
 		return;
 	}
-	int r = load_creds(newcfg, &c, err, sizeof(err));
+	int r = load_creds(d, newcfg, &c, err, sizeof(err));
 	if (r < 0) {
 		struct audit_fields f = { .detail = err };
 		audit(AE_CREDENTIALS_REJECTED, &f,

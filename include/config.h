@@ -30,6 +30,7 @@ struct agent_config {
 	char *state_dir;
 	char *socket;       /* control socket path */
 	char *socket_group; /* group allowed on the socket; NULL: root only */
+	char *user;         /* become this user after start-up; NULL: stay uid 0 */
 	enum table_owner table_owner;
 	bool has_control; /* a control_api section was given */
 	struct control_api_config control;

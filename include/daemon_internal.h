@@ -13,6 +13,7 @@
 #include "instr.h"
 #include "nft.h"
 #include "policy.h"
+#include "sandbox.h"
 #include "state.h"
 
 struct daemon {
@@ -48,6 +49,7 @@ struct daemon {
 	struct control *control;
 	struct instr_seen *seen;  /* instruction ids carried out, persisted */
 	int64_t cert_not_after;   /* client certificate, for cert_expiring */
+	struct sandbox_user user; /* config "user": who we become after start-up */
 	sd_event_source *cert_timer;
 };
 

@@ -457,13 +457,16 @@ class Daemon:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, wait=True, prefix=(), timeout=10):
-        """Starts the agent (prefix: a wrapper command, e.g. unshare ...).
+    def start(self, wait=True, prefix=(), timeout=10, args=()):
+        """Starts the agent (prefix: a wrapper command, e.g. unshare ...;
+        args: more `run` options, after those in $CVZ_RUN_ARGS, which
+        run-all.sh sets to --no-seccomp for its ASan pass).
         With wait, returns True once `status` answers, False if the agent
         exited or did not answer within timeout."""
         assert not self.running(), "agent already running"
         self.log_offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         cmd = list(prefix) + ["ip", "netns", "exec", self.ns, AGENT, "run", "-c", self.config_path]
+        cmd += os.environ.get("CVZ_RUN_ARGS", "").split() + list(args)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT)
