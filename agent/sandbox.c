@@ -74,6 +74,15 @@ static bool has_cap(const struct __user_cap_data_struct data[2], int cap, bool e
 	return bits & (1u << (cap % 32));
 }
 
+/* Effective and permitted hold CAP_NET_ADMIN alone, inheritable nothing
+ * else. */
+static bool only_net_admin(const struct __user_cap_data_struct c[2])
+{
+	const uint32_t na = 1u << (CAP_NET_ADMIN % 32);
+	return c[0].effective == na && c[0].permitted == na && (c[0].inheritable & ~na) == 0 &&
+	       !c[1].effective && !c[1].permitted && !c[1].inheritable;
+}
+
 /* Empties the bounding set but for CAP_NET_ADMIN. Needs CAP_SETPCAP for each
  * capability still in it; without it (started unprivileged, e.g. by a unit
  * with CapabilityBoundingSet=CAP_NET_ADMIN) there is nothing left to drop. */
@@ -138,7 +147,13 @@ int sandbox_drop_privileges(const struct sandbox_user *u, char *err, size_t len)
 		snprintf(err, len, "cannot clear the ambient capabilities: %s", strerror(errno));
 		return -errno;
 	}
-	if ((r = caps_set_only_net_admin()) < 0) {
+	/* Under the unit (started as the user, CAP_NET_ADMIN alone in every
+	   set) there is nothing left to take: the unit's filter denies capset,
+	   so it is only called when it changes something. An inheritable
+	   CAP_NET_ADMIN left there grants nothing without execve. */
+	if ((r = caps_get(caps)) == 0 && !only_net_admin(caps))
+		r = caps_set_only_net_admin();
+	if (r < 0) {
 		snprintf(err, len, "capset: %s", strerror(-r));
 		return r;
 	}
