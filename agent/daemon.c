@@ -869,23 +869,23 @@ static int load_all(struct daemon *d)
 /* Started as root: the state must stay writable for whoever we are after
  * the drop (no CAP_DAC_OVERRIDE then), the configured user or uid 0, also
  * when the config changed between the two. A unit's StateDirectory= does
- * this by itself. */
-static int hand_over_state_dir(const struct daemon *d)
+ * this by itself. Best effort: where it fails (a read-only file system),
+ * saving fails later and is journaled as state_write_failed, as it would
+ * without the sandbox. */
+static void hand_over_state_dir(const struct daemon *d)
 {
 	static const char *const files[] = { STATE_FILE, POLICY_PREVIOUS };
 	if (geteuid() != 0)
-		return 0;
+		return;
 	uid_t uid = d->user.set ? d->user.uid : 0;
 	gid_t gid = d->user.set ? d->user.gid : 0;
 	if (chown(d->cfg->state_dir, uid, gid) < 0)
-		return -errno;
+		return;
 	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
 		char path[4200];
 		snprintf(path, sizeof(path), "%s/%s", d->cfg->state_dir, files[i]);
-		if (chown(path, uid, gid) < 0 && errno != ENOENT)
-			return -errno;
+		(void)!chown(path, uid, gid);
 	}
-	return 0;
 }
 
 /* Everything that needs privilege is open: keep CAP_NET_ADMIN alone, become
@@ -893,9 +893,7 @@ static int hand_over_state_dir(const struct daemon *d)
 static int confine(struct daemon *d, const struct daemon_options *opt)
 {
 	char err[512];
-	int r = hand_over_state_dir(d);
-	if (r < 0)
-		return startup_failed(d->cfg->state_dir, strerror(-r));
+	hand_over_state_dir(d);
 	if (sandbox_drop_privileges(&d->user, err, sizeof(err)) < 0)
 		return startup_failed("cannot drop privileges", err);
 	if (opt->no_seccomp)

@@ -179,9 +179,10 @@ struct rule {
 	struct scmp_arg_cmp cmp[2];
 };
 
-#define ALLOW(n) { n, 0, { { 0 } } }
-#define ALLOW_IF(n, c) { n, 1, { c } }
-#define ALLOW_IF2(n, c1, c2) { n, 2, { c1, c2 } }
+/* datum_b is given even where the comparison ignores it: libseccomp's
+ * SCMP_Ax() are positional initializers */
+#define ALLOW(n) { .name = n }
+#define ALLOW_IF(n, c) { .name = n, .n_cmp = 1, .cmp = { c } }
 
 static const struct rule allowlist[] = {
 	/* process and threads (libcurl resolves names in a thread) */
@@ -215,17 +216,18 @@ static const struct rule allowlist[] = {
 	ALLOW("unlinkat"), ALLOW("getdents64"), ALLOW("fcntl"), ALLOW("readlink"),
 	ALLOW("access"), ALLOW("faccessat"), ALLOW("faccessat2"), ALLOW("dup"), ALLOW("dup3"),
 	ALLOW("umask"), ALLOW("fstatfs"), ALLOW("uname"),
-	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_EQ, TCGETS)),
-	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_EQ, FIONREAD)),
-	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_EQ, FIONBIO)),
-	ALLOW_IF("prlimit64", SCMP_A2(SCMP_CMP_EQ, 0)), /* read, never set */
+	ALLOW("sysinfo"), /* glibc's qsort sizes its buffer by physical memory */
+	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_EQ, TCGETS, 0)),
+	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_EQ, FIONREAD, 0)),
+	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_EQ, FIONBIO, 0)),
+	ALLOW_IF("prlimit64", SCMP_A2(SCMP_CMP_EQ, 0, 0)), /* read, never set */
 	/* sockets: netlink (nftables), unix (journald, sd_notify, the control
 	   socket, curl's wake-up pairs), inet (the control API, DNS) */
-	ALLOW_IF("socket", SCMP_A0(SCMP_CMP_EQ, AF_UNIX)),
-	ALLOW_IF("socket", SCMP_A0(SCMP_CMP_EQ, AF_NETLINK)),
-	ALLOW_IF("socket", SCMP_A0(SCMP_CMP_EQ, AF_INET)),
-	ALLOW_IF("socket", SCMP_A0(SCMP_CMP_EQ, AF_INET6)),
-	ALLOW_IF("socketpair", SCMP_A0(SCMP_CMP_EQ, AF_UNIX)),
+	ALLOW_IF("socket", SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0)),
+	ALLOW_IF("socket", SCMP_A0(SCMP_CMP_EQ, AF_NETLINK, 0)),
+	ALLOW_IF("socket", SCMP_A0(SCMP_CMP_EQ, AF_INET, 0)),
+	ALLOW_IF("socket", SCMP_A0(SCMP_CMP_EQ, AF_INET6, 0)),
+	ALLOW_IF("socketpair", SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0)),
 	ALLOW("connect"), ALLOW("bind"), ALLOW("accept4"), ALLOW("getsockname"),
 	ALLOW("getpeername"), ALLOW("getsockopt"), ALLOW("setsockopt"), ALLOW("shutdown"),
 	ALLOW("sendto"), ALLOW("sendmsg"), ALLOW("sendmmsg"), ALLOW("recvfrom"),
