@@ -57,14 +57,10 @@ static int attempt(enum attempt a)
 	return r < 0 ? errno : 0;
 }
 
-struct outcome {
-	bool alive;   /* the child reported in after confining itself */
-	int sig;      /* killed by this signal, or 0 */
-	bool returned;
-	int err;      /* errno of the attempt when it returned */
-};
-
-static struct outcome run_child(enum attempt a)
+/* Forks a child that confines itself like the daemon (user nobody, then the
+ * filter) and runs body(fd), which reports on fd. Returns what the child
+ * wrote (NUL-terminated in buf) and its wait status. */
+static int run_confined(void (*body)(int fd, void *arg), void *arg, char *buf, size_t len)
 {
 	int p[2];
 	assert_int_equal(pipe(p), 0);
@@ -80,24 +76,42 @@ static struct outcome run_child(enum attempt a)
 			dprintf(p[1], "E%s\n", err);
 			_exit(2);
 		}
-		dprintf(p[1], "A\n");
-		int e = attempt(a);
-		dprintf(p[1], "R%d\n", e);
+		body(p[1], arg);
 		_exit(0);
 	}
 	close(p[1]);
-	char buf[512] = "";
 	size_t n = 0;
 	ssize_t k;
-	while (n < sizeof(buf) - 1 && (k = read(p[0], buf + n, sizeof(buf) - 1 - n)) > 0)
+	while (n < len - 1 && (k = read(p[0], buf + n, len - 1 - n)) > 0)
 		n += (size_t)k;
+	buf[n] = '\0';
 	close(p[0]);
 	int st;
 	assert_int_equal(waitpid(pid, &st, 0), pid);
-	struct outcome o = { 0 };
 	if (buf[0] == 'E')
 		fail_msg("child could not confine itself: %s", buf + 1);
-	o.alive = buf[0] == 'A';
+	return st;
+}
+
+struct outcome {
+	bool alive;   /* the child reported in after confining itself */
+	int sig;      /* killed by this signal, or 0 */
+	bool returned;
+	int err;      /* errno of the attempt when it returned */
+};
+
+static void attempt_body(int fd, void *arg)
+{
+	dprintf(fd, "A\n");
+	int e = attempt(*(enum attempt *)arg);
+	dprintf(fd, "R%d\n", e);
+}
+
+static struct outcome run_child(enum attempt a)
+{
+	char buf[512];
+	int st = run_confined(attempt_body, &a, buf, sizeof(buf));
+	struct outcome o = { .alive = buf[0] == 'A' };
 	const char *ret = strstr(buf, "\nR");
 	if (ret) {
 		o.returned = true;
@@ -174,38 +188,23 @@ static void test_netlink_allowed(void **state)
 	expect_errno(A_NONE, 0, "nothing");
 }
 
+static void status_body(int fd, void *arg)
+{
+	(void)arg;
+	char line[256];
+	FILE *f = fopen("/proc/self/status", "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "Cap", 3) || !strncmp(line, "NoNewPrivs", 10) ||
+		    !strncmp(line, "Seccomp:", 8) || !strncmp(line, "Uid:", 4))
+			dprintf(fd, "%s", line);
+}
+
 /* The process status as the kernel reports it. */
 static void test_proc_status(void **state)
 {
 	(void)state;
-	int p[2];
-	assert_int_equal(pipe(p), 0);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		close(p[0]);
-		char err[256], line[256];
-		struct sandbox_user u;
-		if (sandbox_lookup_user("nobody", &u, err, sizeof(err)) < 0 ||
-		    sandbox_drop_privileges(&u, err, sizeof(err)) < 0 ||
-		    sandbox_install_filter(false, err, sizeof(err)) < 0)
-			_exit(2);
-		FILE *f = fopen("/proc/self/status", "re");
-		while (f && fgets(line, sizeof(line), f))
-			if (!strncmp(line, "Cap", 3) || !strncmp(line, "NoNewPrivs", 10) ||
-			    !strncmp(line, "Seccomp:", 8) || !strncmp(line, "Uid:", 4))
-				dprintf(p[1], "%s", line);
-		_exit(0);
-	}
-	close(p[1]);
-	char buf[2048] = "";
-	size_t n = 0;
-	ssize_t k;
-	while (n < sizeof(buf) - 1 && (k = read(p[0], buf + n, sizeof(buf) - 1 - n)) > 0)
-		n += (size_t)k;
-	close(p[0]);
-	int st;
-	waitpid(pid, &st, 0);
+	char buf[2048];
+	int st = run_confined(status_body, NULL, buf, sizeof(buf));
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	/* CAP_NET_ADMIN is bit 12 */
 	assert_non_null(strstr(buf, "CapInh:\t0000000000000000\n"));
