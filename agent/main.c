@@ -219,6 +219,10 @@ static int cmd_apply(const struct opts *o, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* The daemon. Its start-up order, written down in daemon_run(): load and
+ * validate config, policy and keys; open the netlink, journald and control
+ * sockets; drop privileges (CAP_NET_ADMIN alone, the configured user,
+ * no_new_privs); install the seccomp filter; then serve. */
 static int cmd_run(const struct opts *o, int argc, char **argv)
 {
 	struct daemon_options d = {
