@@ -5,7 +5,7 @@
 set -eu
 
 PKGS="gcc make pkg-config time libnftnl-dev libmnl-dev libjansson-dev libsystemd-dev libssl-dev libcurl4-openssl-dev libseccomp-dev libcmocka-dev
-nftables iproute2 python3 iputils-ping procps util-linux clang systemd strace openssl"
+nftables iproute2 python3 iputils-ping procps util-linux clang systemd strace openssl groff-base man-db"
 
 missing=""
 for p in $PKGS; do
