@@ -3,6 +3,8 @@
 #   make check           install missing packages (as root), unit tests plain and
 #                        under ASan+UBSan, fuzz smoke run, integration tests
 #   make demo            show the agent applying the node policy in throwaway netns
+#   make deb / rpm       packages into build/packages/ (packaging/deb, packaging/rpm)
+#   make check-package   the deb's life cycle in a booted Debian 12 container
 #   make install DESTDIR=... PREFIX=...
 # Quiet unless V=1.
 
@@ -10,6 +12,18 @@ VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 PREFIX   ?= /usr
 SBINDIR  ?= $(PREFIX)/sbin
 DESTDIR  ?=
+# Install locations. The agent's built-in defaults are /etc/cloudviz-agent/...,
+# so SYSCONFDIR does not follow PREFIX. The systemd directories are those
+# systemd reads under /usr; Debian 12's debhelper wants units in
+# /lib/systemd/system (packaging/deb passes SYSTEMDUNITDIR).
+SYSCONFDIR     ?= /etc
+DATADIR        ?= $(PREFIX)/share
+MANDIR         ?= $(DATADIR)/man
+DOCDIR         ?= $(DATADIR)/doc/cloudviz-agent
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR    ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR    ?= $(PREFIX)/lib/tmpfiles.d
+CATALOGDIR     ?= $(PREFIX)/lib/systemd/catalog
 BUILD    ?= build
 
 CC       ?= cc
@@ -93,8 +107,37 @@ check: deps
 demo: deps all
 	$(Q)scripts/demo.sh $(BUILD)/cloudviz-agent
 
+# Everything the packages ship. The config files are installed only where
+# none exist yet, so `make install` on a running node keeps the admin's.
+MAN_PAGES := $(wildcard docs/man/*.[0-9])
+DOCS      := $(wildcard docs/*.md) docs/control-api.yaml
+EXAMPLES  := $(wildcard policy/examples/*.json)
+CONF      := $(DESTDIR)$(SYSCONFDIR)/cloudviz-agent
 install: $(BUILD)/cloudviz-agent
 	install -D -m 0755 $(BUILD)/cloudviz-agent $(DESTDIR)$(SBINDIR)/cloudviz-agent
+	install -D -m 0644 systemd/cloudviz-agent.service $(DESTDIR)$(SYSTEMDUNITDIR)/cloudviz-agent.service
+	install -D -m 0644 systemd/cloudviz-agent.sysusers $(DESTDIR)$(SYSUSERSDIR)/cloudviz-agent.conf
+	install -D -m 0644 systemd/cloudviz-agent.tmpfiles $(DESTDIR)$(TMPFILESDIR)/cloudviz-agent.conf
+	install -D -m 0644 systemd/cloudviz-agent.catalog $(DESTDIR)$(CATALOGDIR)/cloudviz-agent.catalog
+	$(foreach m,$(MAN_PAGES),install -D -m 0644 $(m) $(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)) &&) true
+	install -d $(DESTDIR)$(DOCDIR)/examples
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	install -m 0644 $(EXAMPLES) $(DESTDIR)$(DOCDIR)/examples/
+	install -d -m 0755 $(CONF)
+	test -e $(CONF)/agent.json || install -m 0644 packaging/config/agent.json $(CONF)/agent.json
+	test -e $(CONF)/policy.json || install -m 0644 packaging/config/policy.json $(CONF)/policy.json
+
+# Packages: the scripts build from a clean copy of the tree (git archive when
+# in a git checkout), so what is packaged is what is committed plus the work
+# tree's changes, never build/ leftovers.
+deb:
+	$(Q)packaging/deb/build.sh
+
+rpm:
+	$(Q)packaging/rpm/build.sh
+
+check-package: deb rpm
+	$(Q)tests/package/run.sh
 
 lint:
 	clang-tidy --quiet $(AGENT_SRC) -- $(filter-out -Wno-format-truncation,$(ALL_CFLAGS))
@@ -103,7 +146,7 @@ lint:
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all unit asan fuzz deps check demo install lint clean
+.PHONY: all unit asan fuzz deps check demo install lint clean deb rpm check-package
 .DELETE_ON_ERROR:
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)
