@@ -28,6 +28,7 @@
 #define VERIFY_INTERVAL_USEC (30 * 1000000ULL) /* periodic read-back */
 #define REPAIR_DELAY_USEC (50 * 1000ULL)     /* let a burst of foreign events end */
 #define POLICY_PREVIOUS "policy.previous.json"
+#define POLICY_LAST_GOOD "policy.last-good.json" /* kept after a revert */
 #define SEEN_IDS_MAX 10000 /* control API instruction ids remembered */
 
 static int64_t now_s(void)
@@ -467,6 +468,23 @@ static void previous_path(const struct daemon *d, char *buf, size_t len)
 	snprintf(buf, len, "%s/%s", d->cfg->state_dir, POLICY_PREVIOUS);
 }
 
+static void last_good_path(const struct daemon *d, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", d->cfg->state_dir, POLICY_LAST_GOOD);
+}
+
+/* A policy other than the reverted one is in force for good: nothing to
+ * guard against any more. */
+static void forget_reverted(struct daemon *d)
+{
+	char path[4200];
+	if (!d->sx.reverted_digest[0])
+		return;
+	d->sx.reverted_digest[0] = '\0';
+	last_good_path(d, path, sizeof(path));
+	unlink(path);
+}
+
 /* Writes the bytes of the policy in force to state_dir, so a revert also
  * works after a restart of the agent while the confirmation is pending. */
 static int keep_previous_copy(struct daemon *d)
@@ -507,6 +525,14 @@ static void revert_now(struct daemon *d)
 		audit(AE_KERNEL_ERROR, &f, "Could not restore the previous policy: %s", err);
 		return; /* keep the window open: the timer is re-armed below */
 	}
+	/* the file on disk still holds the reverted policy: remember it, and
+	   keep the restored one's bytes, so a restart does not apply it again
+	   without a confirmation window */
+	char prev[4200], good[4200];
+	previous_path(d, prev, sizeof(prev));
+	last_good_path(d, good, sizeof(good));
+	if (rename(prev, good) == 0)
+		memcpy(d->sx.reverted_digest, d->digest, sizeof(d->digest));
 	struct policy *tmp = d->policy;
 	d->policy = d->previous;
 	d->previous = tmp;
@@ -572,6 +598,15 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 		return reload_rejected("Reload", detail, a, err, errlen, r);
 	}
 	diags_free(&dg);
+	if (!confirm_within && d->sx.reverted_digest[0] && strcmp(digest, d->sx.reverted_digest) == 0) {
+		snprintf(detail, sizeof(detail),
+			 "%s holds the policy %.12s that was not confirmed and was reverted; fix the file, or try it again with reload --confirm-within",
+			 cfg->policy, digest);
+		policy_free(p);
+		free(text);
+		config_free(cfg);
+		return reload_rejected("Reload", detail, a, err, errlen, -EPERM);
+	}
 	if (confirm_within && (r = keep_previous_copy(d)) < 0) {
 		policy_free(p);
 		free(text);
@@ -597,6 +632,7 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 	} else {
 		policy_free(d->policy);
 		free(d->policy_text);
+		forget_reverted(d);
 	}
 	d->policy = p;
 	d->policy_text = text;
@@ -632,6 +668,7 @@ int daemon_confirm(struct daemon *d, const struct actor *a, char *err, size_t er
 	struct audit_fields f = { .digest = d->digest };
 	actor_fields(&f, a);
 	audit(AE_POLICY_CONFIRMED, &f, "Policy %.12s confirmed", d->digest);
+	forget_reverted(d);
 	end_confirm_window(d);
 	return 0;
 }
@@ -766,6 +803,42 @@ static void restore_confirm_window(struct daemon *d)
 		memcpy(d->previous_digest, digest, sizeof(digest));
 	}
 	diags_free(&dg);
+}
+
+/* The policy file still holds a policy that was reverted (the agent cannot
+ * write /etc): start with the last confirmed one kept in state_dir, so a
+ * restart or reboot never applies an unconfirmed policy without its window. */
+static void keep_last_good(struct daemon *d)
+{
+	char path[4200], digest[65], *text = NULL;
+	size_t len = 0;
+	struct policy *p = NULL;
+	struct diags dg = { 0 };
+	if (!d->sx.reverted_digest[0] || d->sx.confirm_deadline ||
+	    strcmp(d->digest, d->sx.reverted_digest) != 0)
+		return;
+	last_good_path(d, path, sizeof(path));
+	struct audit_fields f = { .digest = d->sx.reverted_digest };
+	if (load_policy(path, &p, digest, &text, &len, &dg) < 0) {
+		char detail[1024];
+		diags_line(&dg, detail, sizeof(detail));
+		f.detail = detail;
+		audit(AE_STATE_CORRUPT, &f,
+		      "%s holds the reverted policy %.12s, but the last confirmed one cannot be read (%s): applying the file",
+		      d->cfg->policy, d->sx.reverted_digest, detail);
+		diags_free(&dg);
+		return;
+	}
+	diags_free(&dg);
+	policy_free(d->policy);
+	free(d->policy_text);
+	d->policy = p;
+	d->policy_text = text;
+	d->policy_len = len;
+	memcpy(d->digest, digest, sizeof(digest));
+	audit(AE_POLICY_REVERTED, &f,
+	      "%s still holds the policy %.12s that was not confirmed and was reverted: running the last confirmed policy %.12s from %s; fix the file, or try it again with reload --confirm-within",
+	      d->cfg->policy, d->sx.reverted_digest, d->digest, path);
 }
 
 static int add_timers(struct daemon *d)
@@ -952,6 +1025,8 @@ int daemon_run(const struct daemon_options *opt)
 		restore_state(&d);
 	if (rc == 0)
 		restore_confirm_window(&d);
+	if (rc == 0)
+		keep_last_good(&d);
 	if (rc == 0 && (sd_event_default(&d.ev) < 0 || add_signals(&d) < 0 || add_timers(&d) < 0))
 		rc = startup_failed("cannot set up the event loop", strerror(errno));
 	if (rc == 0 && daemon_control_start(&d, err, sizeof(err)) < 0)

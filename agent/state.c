@@ -55,6 +55,8 @@ static void write_state(FILE *f, const struct blocklist *b, const struct state_e
 	fprintf(f, "{\"version\":%d,\"lockdown\":%s,\"confirm_deadline\":%lld,\"cursor\":",
 		STATE_VERSION, x->lockdown ? "true" : "false", (long long)x->confirm_deadline);
 	put_string(f, x->cursor);
+	fputs(",\"reverted_digest\":", f);
+	put_string(f, x->reverted_digest);
 	fputs(",\"entries\":[", f);
 	for (size_t i = 0; i < b->n; i++) {
 		const struct bl_entry *e = &b->v[i];
@@ -152,16 +154,17 @@ static int parse_state(json_t *root, struct blocklist *b, struct state_extra *x,
 	json_t *entries, *seen = NULL;
 	int version, lockdown;
 	json_int_t deadline;
-	const char *cursor;
+	const char *cursor, *reverted = "";
 	json_error_t je;
 	if (json_unpack_ex(root, &je, 0, "{s:i, s:o, s:b, s:I, s:s, s?o}", "version", &version,
 			   "entries", &entries, "lockdown", &lockdown, "confirm_deadline",
-			   &deadline, "cursor", &cursor, "seen_ids", &seen) < 0) {
+			   &deadline, "cursor", &cursor, "seen_ids", &seen) < 0 ||
+	    json_unpack_ex(root, &je, 0, "{s?s}", "reverted_digest", &reverted) < 0) {
 		snprintf(err, errlen, "%s", je.text);
 		return -EBADMSG;
 	}
 	if (version != STATE_VERSION || !json_is_array(entries) ||
-	    strlen(cursor) >= sizeof(x->cursor)) {
+	    strlen(cursor) >= sizeof(x->cursor) || strlen(reverted) >= sizeof(x->reverted_digest)) {
 		snprintf(err, errlen, "unsupported version %d or bad entries/cursor", version);
 		return -EBADMSG;
 	}
@@ -189,6 +192,7 @@ static int parse_state(json_t *root, struct blocklist *b, struct state_extra *x,
 	x->lockdown = lockdown;
 	x->confirm_deadline = deadline;
 	snprintf(x->cursor, sizeof(x->cursor), "%s", cursor);
+	snprintf(x->reverted_digest, sizeof(x->reverted_digest), "%s", reverted);
 	return 0;
 }
 

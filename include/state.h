@@ -16,6 +16,10 @@ struct state_extra {
 	bool lockdown;
 	int64_t confirm_deadline; /* 0: no reload awaiting confirmation */
 	char cursor[256];         /* control API cursor; "" none */
+	/* sha256 of a policy that was reloaded with a confirmation window and
+	   reverted; "" none. While the policy file still holds it, a start or
+	   a plain reload keeps the last confirmed policy instead. */
+	char reverted_digest[65];
 	/* control API instruction ids carried out, oldest first; not owned,
 	   may be NULL. state_load() keeps the pointer and adds the stored ids. */
 	struct instr_seen *seen;
