@@ -48,6 +48,10 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import harness  # noqa: E402  (its Report)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 SKIP_EXIT = 77
@@ -85,11 +89,12 @@ class Abort(Exception):
     """A failed step after which the later ones make no sense."""
 
 
-class Report:
-    """One line per assertion, counted; sections with their duration."""
+class Report(harness.Report):
+    """harness.Report (one line per assertion, counted), with the duration
+    of each section."""
 
     def __init__(self):
-        self.passed = self.failed = 0
+        super().__init__("package lifecycle")
         self.t0 = time.monotonic()
         self.section_t0 = None
         self.section_name = None
@@ -98,7 +103,7 @@ class Report:
     def section(self, title):
         self.end_section()
         self.section_name, self.section_t0 = title, time.monotonic()
-        print("\n== %s" % title, flush=True)
+        super().section(title)
 
     def end_section(self):
         if self.section_name is not None:
@@ -110,17 +115,6 @@ class Report:
     def note(self, text):
         for line in str(text).rstrip("\n").splitlines() or [""]:
             print("   %s" % line, flush=True)
-
-    def check(self, cond, what, detail=""):
-        if cond:
-            self.passed += 1
-            print("  ok    %s" % what, flush=True)
-        else:
-            self.failed += 1
-            print("  FAIL  %s" % what, flush=True)
-            for line in str(detail).rstrip().splitlines():
-                print("          %s" % line, flush=True)
-        return bool(cond)
 
     def require(self, cond, what, detail=""):
         if not self.check(cond, what, detail):
