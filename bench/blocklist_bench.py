@@ -23,10 +23,8 @@ import ipaddress
 import json
 import os
 import random
-import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +32,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ctl_request, proc_status_kib  # noqa: E402
 
 
 def run_measured(args, timeout=None, stdin=None):
@@ -106,29 +107,6 @@ def ns_add(name):
 
 def ns_del(name):
     subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL)
-
-
-def ctl(sock_path, req, timeout=600):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(sock_path)
-    s.sendall((json.dumps(req) + "\n").encode())
-    data = b""
-    while True:
-        chunk = s.recv(1 << 20)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return json.loads(data)
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def write_policy(path, files):
@@ -211,7 +189,7 @@ def main():
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(3000):
             try:
-                if ctl(sock, {"cmd": "status"}).get("ok"):
+                if ctl_request(sock, {"cmd": "status"}, timeout=600).get("ok"):
                     break
             except OSError:
                 time.sleep(0.02)
@@ -221,7 +199,7 @@ def main():
         inside, cli = [], []
         for i in range(a.blocks):
             addr = f"100.64.{i // 256}.{i % 256}"
-            r = ctl(sock, {"cmd": "block", "addr": addr})
+            r = ctl_request(sock, {"cmd": "block", "addr": addr}, timeout=600)
             inside.append(r["elapsed_us"] / 1000)
             t0 = time.perf_counter()
             subprocess.run([a.agent, "block", f"100.65.{i // 256}.{i % 256}", "-s", sock],
@@ -241,12 +219,12 @@ def main():
         gone, new = v4[:half], [f"100.{80 + i // 65536}.{(i // 256) % 256}.{i % 256}" for i in range(half)]
         with open(l4, "w") as f:
             f.write("\n".join(v4[half:] + new) + "\n")
-        sent0 = ctl(sock, {"cmd": "status"})["elements_sent"]
+        sent0 = ctl_request(sock, {"cmd": "status"}, timeout=600)["elements_sent"]
         t0 = time.perf_counter()
-        r = ctl(sock, {"cmd": "reload"})
+        r = ctl_request(sock, {"cmd": "reload"}, timeout=600)
         dt = time.perf_counter() - t0
         assert r.get("ok"), r
-        sent1 = ctl(sock, {"cmd": "status"})["elements_sent"]
+        sent1 = ctl_request(sock, {"cmd": "status"}, timeout=600)["elements_sent"]
         delta = os.path.join(tmp, "delta.nft")
         with open(delta, "w") as f:
             f.write("add element inet base s4 { " + ", ".join(new) + " }\n")
@@ -258,15 +236,15 @@ def main():
 
         # 4. reload with unchanged lists
         t0 = time.perf_counter()
-        r = ctl(sock, {"cmd": "reload"})
+        r = ctl_request(sock, {"cmd": "reload"}, timeout=600)
         rt = time.perf_counter() - t0
-        sent2 = ctl(sock, {"cmd": "status"})["elements_sent"]
+        sent2 = ctl_request(sock, {"cmd": "status"}, timeout=600)["elements_sent"]
         results.append(("reload, lists unchanged: wall time", fmt(rt, "s"), "", "", "< 1 s"))
         results.append(("reload, lists unchanged: elements sent", f"{sent2 - sent1:>8}", "", "", "0"))
 
         # 5. steady RSS
         time.sleep(1)
-        results.append(("daemon steady RSS with the list", fmt(rss_mib(agent.pid), "MiB"), "", "", "<= 64 MiB"))
+        results.append(("daemon steady RSS with the list", fmt(proc_status_kib(agent.pid, "VmRSS") / 1024, "MiB"), "", "", "<= 64 MiB"))
 
         u = os.uname()
         print(f"machine: {u.release}, {os.cpu_count()} cpus; nft: "

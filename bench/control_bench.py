@@ -64,6 +64,8 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ctl_request, proc_status_kib  # noqa: E402
 import harness  # noqa: E402
 import netns  # noqa: E402
 import pki  # noqa: E402
@@ -316,31 +318,6 @@ class Agent(harness.Daemon):
         return None
 
 
-def ctl_request(path, req):
-    """One request on the agent's control socket (what the CLI sends)."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(path)
-    s.sendall((json.dumps(req) + "\n").encode())
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return json.loads(data)
-
-
-def proc_status(pid, key):
-    """A /proc/PID/status value in KiB (VmRSS, VmHWM)."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return None
-
-
 def cpu_sample(pid):
     """(utime+stime ticks, on-CPU ns of every thread, voluntary context
     switches of every thread, thread count) of process pid."""
@@ -379,7 +356,7 @@ class RssSampler:
 
     def _run(self):
         while not self.done.is_set():
-            self.samples.append((time.monotonic(), proc_status(self.pid, "VmRSS")))
+            self.samples.append((time.monotonic(), proc_status_kib(self.pid, "VmRSS")))
             self.done.wait(self.interval)
 
     def stop(self):
@@ -592,8 +569,8 @@ def bench_snapshot(cleanups, cp, agent, ns, n):
     if not cp.wait_parked(1, timeout=10):
         raise RuntimeError("the agent's poll is not parked:\n%s" % agent.describe())
     time.sleep(1)
-    res["idle_rss_kib"] = proc_status(agent.pid, "VmRSS")
-    res["hwm_since_start_kib"] = proc_status(agent.pid, "VmHWM")
+    res["idle_rss_kib"] = proc_status_kib(agent.pid, "VmRSS")
+    res["hwm_since_start_kib"] = proc_status_kib(agent.pid, "VmHWM")
     before = nft_listeners(exclude=agent.pid)  # it leaves the group during its commits
     with open("/proc/%d/clear_refs" % agent.pid, "w") as f:
         f.write("5")  # resets VmHWM to the current RSS: the peak below is the snapshot's
@@ -619,7 +596,7 @@ def bench_snapshot(cleanups, cp, agent, ns, n):
     post = _report_request(cp, rep["cursor"])
     logged = agent.line_time("control_applied", rep["cursor"])
     res.update({
-        "peak_rss_kib": proc_status(agent.pid, "VmHWM"),
+        "peak_rss_kib": proc_status_kib(agent.pid, "VmHWM"),
         "fixture_s": get.answered - t0,           # the fixture builds and starts sending it
         "to_kernel_s": t_kernel - t0,
         "to_report_s": post.t - t0,
@@ -639,7 +616,7 @@ def bench_snapshot(cleanups, cp, agent, ns, n):
     })
     res["nft_listeners"] = sorted(set(before + nft_listeners(exclude=agent.pid)))
     time.sleep(1)
-    res["steady_rss_kib"] = proc_status(agent.pid, "VmRSS")
+    res["steady_rss_kib"] = proc_status_kib(agent.pid, "VmRSS")
     st = agent.status() or {}
     res["status_control_entries"] = st.get("entries_by_origin", {}).get("control")
     res["status_dynamic_ranges"] = (st.get("dynamic_ranges_v4", 0) or 0) + \

@@ -18,41 +18,19 @@ import json
 import os
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ctl_request, proc_status_kib  # noqa: E402
 
 
 def sh(*args, **kw):
     return subprocess.run(args, check=True, capture_output=True, text=True, **kw)
-
-
-def ctl(sock_path, req):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(sock_path)
-    s.sendall((json.dumps(req) + "\n").encode())
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return json.loads(data)
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def cpu_ticks(pid):
@@ -82,7 +60,7 @@ class Agent:
         for _ in range(200):
             if os.path.exists(self.sock):
                 try:
-                    if ctl(self.sock, {"cmd": "status"}).get("ok"):
+                    if ctl_request(self.sock, {"cmd": "status"}).get("ok"):
                         break
                 except OSError:
                     pass
@@ -101,7 +79,7 @@ def bench_blocks(agent, n):
     rtt, inside = [], []
     for i in range(n):
         t0 = time.perf_counter()
-        r = ctl(agent.sock, {"cmd": "block", "addr": addr(i)})
+        r = ctl_request(agent.sock, {"cmd": "block", "addr": addr(i)})
         rtt.append((time.perf_counter() - t0) * 1000)
         if not r.get("ok"):
             raise SystemExit(f"block failed: {r}")
@@ -159,10 +137,10 @@ def main():
         sh("ip", "netns", "add", base_ns)
         agent = Agent(a.agent, ns, tmp)
         time.sleep(0.5)
-        rss0 = rss_kib(agent.pid)
+        rss0 = proc_status_kib(agent.pid, "VmRSS")
         rtt, inside = bench_blocks(agent, a.blocks)
         time.sleep(0.5)
-        rss1 = rss_kib(agent.pid)
+        rss1 = proc_status_kib(agent.pid, "VmRSS")
         base = bench_nft_baseline(base_ns, a.blocks)
         cpu_ms, counts = idle(agent, a.idle_seconds)
         uname = os.uname()
