@@ -1,11 +1,20 @@
 #!/bin/sh
-# Installs the Debian packages that building and testing cloudviz-agent need,
-# and only those that are missing. Idempotent; prints what it installs.
-# Without root it only reports what is missing.
+# Installs Debian packages that are missing, and only those. Idempotent;
+# prints what it installs.
+#   scripts/install-deps.sh          what building and testing need (make
+#                                    check, make demo); without root it only
+#                                    reports what is missing
+#   scripts/install-deps.sh PKG...   exactly these (the package builds);
+#                                    without root, missing ones are an error
 set -eu
 
-PKGS="gcc make pkg-config time libnftnl-dev libmnl-dev libjansson-dev libsystemd-dev libssl-dev libcurl4-openssl-dev libseccomp-dev libcmocka-dev
+if [ $# -gt 0 ]; then
+	PKGS="$*" strict=1
+else
+	PKGS="gcc make pkg-config time libnftnl-dev libmnl-dev libjansson-dev libsystemd-dev libssl-dev libcurl4-openssl-dev libseccomp-dev libcmocka-dev
 nftables iproute2 python3 iputils-ping procps util-linux clang systemd strace openssl groff-base man-db"
+	strict=0
+fi
 
 missing=""
 for p in $PKGS; do
@@ -15,13 +24,13 @@ for p in $PKGS; do
 done
 
 if [ -z "$missing" ]; then
-	echo "deps: all build and test packages present"
+	[ "$strict" = 1 ] || echo "deps: all build and test packages present"
 	exit 0
 fi
 
 if [ "$(id -u)" != 0 ]; then
 	echo "deps: missing packages:$missing (run as root to install them)" >&2
-	exit 0
+	exit "$strict"
 fi
 
 echo "deps: installing:$missing"

@@ -33,20 +33,7 @@ out=$top/build/packages
 
 # Installs the packages named that are not installed yet (root only).
 need() {
-	local p missing=()
-	for p in "$@"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
-			missing+=("$p")
-	done
-	[ ${#missing[@]} -eq 0 ] && return 0
-	if [ "$(id -u)" != 0 ]; then
-		echo "deb: missing packages: ${missing[*]} (run as root to install them)" >&2
-		exit 1
-	fi
-	echo "deb: installing: ${missing[*]}"
-	apt_update_once
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		"${missing[@]}" >/dev/null
+	"$top/scripts/install-deps.sh" "$@"
 }
 
 updated=

@@ -28,21 +28,8 @@ libssl-dev libcurl4-openssl-dev libseccomp-dev"
 
 install_missing() {
 	command -v dpkg-query >/dev/null 2>&1 || return 0	# not Debian: the spec's BuildRequires
-	missing=""
-	for p in $NEED; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
-			missing="$missing $p"
-	done
-	[ -n "$missing" ] || return 0
-	if [ "$(id -u)" != 0 ]; then
-		echo "rpm: missing packages:$missing (run as root to install them)" >&2
-		exit 1
-	fi
-	echo "rpm: installing:$missing"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq >/dev/null
 	# shellcheck disable=SC2086
-	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+	"$top/scripts/install-deps.sh" $NEED
 }
 
 # Tracked files plus untracked ones that are not ignored, minus those deleted in the
