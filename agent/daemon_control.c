@@ -86,9 +86,18 @@ static size_t api_addrs(const struct daemon *d, const char *server_ip, struct cv
 	return n;
 }
 
-/* Everything needed to undo a reply the kernel refused. */
+/* Undoing a reply the kernel refused: before each change to a control
+ * entry, how that entry was (or that there was none). Replayed backwards,
+ * the records restore the blocklist exactly; the cost follows what the
+ * reply touched, not how many entries there are. */
+struct undo_rec {
+	struct bl_entry before; /* prefix always; the rest when existed */
+	bool existed;
+};
+
 struct undo {
-	struct blocklist control; /* the control-origin entries before */
+	struct undo_rec *v;
+	size_t n, cap;
 	bool lockdown;
 };
 
@@ -101,24 +110,54 @@ static int copy_entry(struct blocklist *to, const struct bl_entry *e)
 	return r < 0 ? r : 0;
 }
 
-static int undo_init(struct undo *u, const struct daemon *d)
+/* Records how the control entry for p is now, before it changes. */
+static int undo_note(struct undo *u, struct blocklist *b, const struct cvz_prefix *p)
 {
-	memset(u, 0, sizeof(*u));
-	u->lockdown = d->sx.lockdown;
-	for (size_t i = 0; i < d->bl.n; i++)
-		if (d->bl.v[i].origin == ORIGIN_CONTROL && copy_entry(&u->control, &d->bl.v[i]) < 0)
+	if (u->n == u->cap) {
+		size_t ncap = u->cap ? u->cap * 2 : 64;
+		struct undo_rec *nv = reallocarray(u->v, ncap, sizeof(*nv));
+		if (!nv)
 			return -ENOMEM;
+		u->v = nv;
+		u->cap = ncap;
+	}
+	struct undo_rec *rec = &u->v[u->n];
+	memset(rec, 0, sizeof(*rec));
+	rec->before.prefix = *p;
+	const struct bl_entry *e = bl_find(b, p, ORIGIN_CONTROL);
+	if (e) {
+		rec->existed = true;
+		rec->before = *e;
+		rec->before.reason = e->reason ? strdup(e->reason) : NULL;
+		rec->before.incident = e->incident ? strdup(e->incident) : NULL;
+		if ((e->reason && !rec->before.reason) || (e->incident && !rec->before.incident)) {
+			free(rec->before.reason);
+			free(rec->before.incident);
+			return -ENOMEM;
+		}
+	}
+	u->n++;
 	return 0;
 }
 
 static void undo_now(struct undo *u, struct daemon *d)
 {
-	for (size_t i = d->bl.n; i-- > 0;)
-		if (d->bl.v[i].origin == ORIGIN_CONTROL)
-			bl_remove(&d->bl, &d->bl.v[i].prefix, ORIGIN_CONTROL);
-	for (size_t i = 0; i < u->control.n; i++)
-		copy_entry(&d->bl, &u->control.v[i]); /* the index has room: it held them */
+	for (size_t i = u->n; i-- > 0;) {
+		const struct undo_rec *rec = &u->v[i];
+		bl_remove(&d->bl, &rec->before.prefix, ORIGIN_CONTROL);
+		if (rec->existed)
+			copy_entry(&d->bl, &rec->before); /* the index has room: it held it */
+	}
 	d->sx.lockdown = u->lockdown;
+}
+
+static void undo_free(struct undo *u)
+{
+	for (size_t i = 0; i < u->n; i++) {
+		free(u->v[i].before.reason);
+		free(u->v[i].before.incident);
+	}
+	free(u->v);
 }
 
 /* What one reply did, for the journal and the report. */
@@ -144,7 +183,8 @@ static void reject(struct outcome *o, const struct instr *in, const char *target
 	}
 }
 
-static int carry_out(struct daemon *d, const struct instr *in, struct outcome *o, int64_t now)
+static int carry_out(struct daemon *d, const struct instr *in, struct outcome *o,
+		     struct undo *u, int64_t now)
 {
 	char why[256];
 	if (in->action == INSTR_LOCKDOWN) {
@@ -165,9 +205,12 @@ static int carry_out(struct daemon *d, const struct instr *in, struct outcome *o
 			reject(o, in, tg->text, tg->why);
 			continue;
 		}
+		int r = undo_note(u, &d->bl, &tg->prefix);
+		if (r < 0)
+			return r;
 		if (in->action == INSTR_BLOCK) {
-			int r = bl_add(&d->bl, &tg->prefix, ORIGIN_CONTROL, in->ttl, in->reason,
-				       in->incident, now);
+			r = bl_add(&d->bl, &tg->prefix, ORIGIN_CONTROL, in->ttl, in->reason,
+				   in->incident, now);
 			if (r < 0)
 				return r;
 			o->added += r == 1;
@@ -179,7 +222,8 @@ static int carry_out(struct daemon *d, const struct instr *in, struct outcome *o
 }
 
 /* full:true: control entries named by no block instruction of the reply go. */
-static int drop_unnamed(struct daemon *d, const struct instr_batch *b, struct outcome *o)
+static int drop_unnamed(struct daemon *d, const struct instr_batch *b, struct outcome *o,
+			struct undo *u)
 {
 	struct blocklist named = { 0 };
 	int r = 0;
@@ -191,6 +235,8 @@ static int drop_unnamed(struct daemon *d, const struct instr_batch *b, struct ou
 	for (size_t i = d->bl.n; r == 0 && i-- > 0;) {
 		struct bl_entry *e = &d->bl.v[i];
 		if (e->origin == ORIGIN_CONTROL && !bl_find(&named, &e->prefix, ORIGIN_CONTROL)) {
+			if ((r = undo_note(u, &d->bl, &e->prefix)) < 0)
+				break;
 			struct cvz_prefix *nd = reallocarray(o->dropped, o->n_dropped + 1, sizeof(*nd));
 			if (!nd) {
 				r = -ENOMEM;
@@ -288,7 +334,7 @@ static int repeated_ids(const struct daemon *d, const struct instr_batch *b, boo
 }
 
 static int apply_batch(struct daemon *d, const struct instr_batch *b, const bool *skip,
-		       struct outcome *o, char *err, size_t errlen)
+		       struct outcome *o, struct undo *u, char *err, size_t errlen)
 {
 	int64_t now = (int64_t)time(NULL) + 1; /* TTLs last at least as long as asked */
 	int r = 0;
@@ -296,10 +342,10 @@ static int apply_batch(struct daemon *d, const struct instr_batch *b, const bool
 		const struct instr *in = &b->v[i];
 		json_array_append_new(o->applied, json_string(in->id));
 		if (!skip[i])
-			r = carry_out(d, in, o, now);
+			r = carry_out(d, in, o, u, now);
 	}
 	if (r == 0 && b->full)
-		r = drop_unnamed(d, b, o);
+		r = drop_unnamed(d, b, o, u);
 	if (r < 0) {
 		snprintf(err, errlen, "%s", strerror(-r));
 		return r;
@@ -337,20 +383,18 @@ static int on_reply(void *ud, const char *body, size_t len, const char *server_i
 	int r = instr_parse(body, len, &lim, &b, err, errlen);
 	if (r < 0)
 		return r;
-	struct undo u = { 0 };
+	struct undo u = { .lockdown = d->sx.lockdown };
 	bool *skip = NULL;
 	struct outcome o = { .applied = json_array(), .rejected = json_array() };
 	r = o.applied && o.rejected ? repeated_ids(d, &b, &skip) : -ENOMEM;
-	if (r == 0)
-		r = undo_init(&u, d);
 	if (r < 0) {
 		snprintf(err, errlen, "out of memory");
 	} else {
-		r = apply_batch(d, &b, skip, &o, err, errlen);
+		r = apply_batch(d, &b, skip, &o, &u, err, errlen);
 		if (r < 0)
 			undo_now(&u, d);
 	}
-	bl_free(&u.control);
+	undo_free(&u);
 	for (size_t i = 0; r == 0 && i < b.n; i++)
 		if (instr_seen_add(d->seen, b.v[i].id) < 0)
 			break; /* out of memory: a replay would only re-apply the same */
