@@ -483,8 +483,13 @@ void daemon_control_reload(struct daemon *d, struct agent_config *newcfg)
 	d->cert_not_after = c->not_after;
 	if (!d->control) {
 		struct control_hooks h = { .cursor = cursor_of, .on_reply = on_reply, .ud = d };
-		if (control_start(d->ev, newcfg->node_id, &newcfg->control, c, &h, &d->control) < 0)
+		int r2 = control_start(d->ev, newcfg->node_id, &newcfg->control, c, &h, &d->control);
+		if (r2 < 0) {
+			struct audit_fields ff = { .detail = strerror(-r2) };
+			audit(AE_CONTROL_SYNC_FAILED, &ff, "Cannot start the control API client: %s",
+			      strerror(-r2));
 			d->control = NULL;
+		}
 	} else {
 		control_set_config(d->control, &newcfg->control, c);
 	}
