@@ -6,6 +6,8 @@
 
 #include "blocklist.h"
 #include "cleanup.h"
+#include "cvz_limits.h"
+#include "safe_math.h"
 
 static const char *const origin_names[ORIGIN_COUNT] = {
 	[ORIGIN_POLICY] = "policy",     [ORIGIN_FILE] = "file",
@@ -172,10 +174,31 @@ static int replace_text(char **dst, const char *src)
 	return 0;
 }
 
+/* Whether now is a time the agent believes (cvz_limits.h). */
+static bool time_ok(int64_t t)
+{
+	return t >= 0 && t <= CVZ_TIME_MAX;
+}
+
+int bl_expiry(uint64_t ttl, int64_t now, int64_t *expires)
+{
+	int64_t e;
+	if (!time_ok(now) || ttl > (uint64_t)CVZ_TTL_MAX)
+		return -ERANGE;
+	if (ttl == 0)
+		e = 0;
+	else if (!ADD_SAFE(&e, now, (int64_t)ttl))
+		return -ERANGE; /* cannot happen within the limits; checked anyway */
+	*expires = e;
+	return 0;
+}
+
 int bl_add(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origin,
 	   uint64_t ttl, const char *reason, const char *incident, int64_t now)
 {
-	int64_t expires = ttl ? now + (int64_t)ttl : 0;
+	int64_t expires;
+	if (bl_expiry(ttl, now, &expires) < 0)
+		return -ERANGE;
 	struct bl_entry *e = bl_find(b, p, origin);
 	if (e) {
 		if (e->expires && (!expires || expires > e->expires))
@@ -208,6 +231,30 @@ int bl_add(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origi
 	b->slot[slot_of(b, p, origin)] = (uint32_t)b->n + 1;
 	b->n++;
 	return 1;
+}
+
+int bl_restore(struct blocklist *b, const struct bl_entry *in, int64_t now)
+{
+	int64_t latest;
+	if (!time_ok(in->created) || bl_expiry((uint64_t)CVZ_TTL_MAX, now, &latest) < 0 ||
+	    in->expires < 0 || in->expires > latest || in->origin >= ORIGIN_COUNT)
+		return -ERANGE;
+	_cleanup_(freep) char *reason = in->reason ? strdup(in->reason) : NULL;
+	_cleanup_(freep) char *incident = in->incident ? strdup(in->incident) : NULL;
+	if ((in->reason && !reason) || (in->incident && !incident))
+		return -ENOMEM;
+	/* added without reason and incident, so nothing after this can fail */
+	int r = bl_add(b, &in->prefix, (enum bl_origin)in->origin, 0, NULL, NULL, in->created);
+	if (r < 0)
+		return r;
+	struct bl_entry *e = bl_find(b, &in->prefix, (enum bl_origin)in->origin);
+	e->created = in->created;
+	e->expires = in->expires;
+	free(e->reason);
+	free(e->incident);
+	e->reason = TAKE_PTR(reason);
+	e->incident = TAKE_PTR(incident);
+	return r;
 }
 
 static void entry_free(struct bl_entry *e)
@@ -266,6 +313,21 @@ int64_t bl_next_expiry(const struct blocklist *b)
 		if (b->v[i].expires && (!next || b->v[i].expires < next))
 			next = b->v[i].expires;
 	return next;
+}
+
+int bl_expiry_timer_usec(const struct blocklist *b, int64_t not_before, uint64_t *usec)
+{
+	int64_t next = bl_next_expiry(b);
+	uint64_t u;
+	if (!next)
+		return -ENOENT;
+	if (next < not_before)
+		next = not_before;
+	/* entries are bounded (bl_add, bl_restore); not_before is the caller's */
+	if (next < 0 || !MUL_SAFE(&u, (uint64_t)next, CVZ_USEC_PER_SEC))
+		return -ERANGE;
+	*usec = u;
+	return 0;
 }
 
 void bl_free(struct blocklist *b)

@@ -11,6 +11,7 @@
 
 #include "cleanup.h"
 #include "ctl.h"
+#include "cvz_limits.h"
 
 int parse_duration(const char *s, uint64_t *out)
 {
@@ -35,7 +36,7 @@ int parse_duration(const char *s, uint64_t *out)
 			return -EINVAL;
 		mult = units[i].secs;
 	}
-	if (n > UINT64_MAX / mult || n * mult > (uint64_t)10 * 365 * 86400)
+	if (n > UINT64_MAX / mult || n * mult > (uint64_t)CVZ_TTL_MAX)
 		return -EINVAL; /* more than ten years is a typo */
 	*out = n * mult;
 	return 0;

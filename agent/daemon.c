@@ -320,16 +320,23 @@ int daemon_sync_dynamic(struct daemon *d, char *err, size_t len)
 
 /* ---- expiry ------------------------------------------------------------ */
 
-void daemon_arm_expiry(struct daemon *d)
+/* not_before: see bl_expiry_timer_usec(); never a time already past after
+ * an expiry run, so the timer cannot fire in a loop. */
+static void arm_expiry_from(struct daemon *d, int64_t not_before)
 {
-	int64_t next = bl_next_expiry(&d->bl);
-	if (!next) {
+	uint64_t usec;
+	if (bl_expiry_timer_usec(&d->bl, not_before, &usec) < 0) {
 		sd_event_source_set_enabled(d->expiry_timer, SD_EVENT_OFF);
 		return;
 	}
 	/* wall clock, because expiry times are absolute and survive restarts */
-	sd_event_source_set_time(d->expiry_timer, (uint64_t)next * 1000000ULL);
+	sd_event_source_set_time(d->expiry_timer, usec);
 	sd_event_source_set_enabled(d->expiry_timer, SD_EVENT_ONESHOT);
+}
+
+void daemon_arm_expiry(struct daemon *d)
+{
+	arm_expiry_from(d, now_s());
 }
 
 static void journal_expired(const struct bl_entry *e, void *arg)
@@ -361,7 +368,7 @@ static int on_expiry_timer(sd_event_source *s, uint64_t usec, void *ud)
 {
 	struct daemon *d = ud;
 	expire_now(d);
-	daemon_arm_expiry(d);
+	arm_expiry_from(d, now_s() + 1);
 	return 0;
 }
 
@@ -406,7 +413,9 @@ int daemon_block(struct daemon *d, const struct cvz_prefix *p, enum bl_origin or
 	int64_t old_expires = old ? old->expires : 0;
 	int r = bl_add(&d->bl, p, origin, ttl, reason, incident, now_ceil_s());
 	if (r < 0) {
-		snprintf(err, errlen, "out of memory");
+		snprintf(err, errlen, r == -ERANGE ? "ttl %llu is out of range (at most %lld seconds)"
+						   : "out of memory",
+			 (unsigned long long)ttl, (long long)CVZ_TTL_MAX);
 		return r;
 	}
 	bool added = r == 1;
@@ -781,6 +790,12 @@ static void restore_state(struct daemon *d)
 	else if (r == 0)
 		audit(AE_STATE_RESTORED, NULL, "Restored %zu blocklist entries from %s/%s", d->bl.n,
 		      d->cfg->state_dir, STATE_FILE);
+	if (r == 0 && d->sx.dropped) {
+		f.detail = d->sx.dropped_why;
+		audit(AE_STATE_CORRUPT, &f,
+		      "Left out %zu entries of %s/%s with impossible times, kept the rest; first: %s",
+		      d->sx.dropped, d->cfg->state_dir, STATE_FILE, d->sx.dropped_why);
+	}
 	bl_expire(&d->bl, now_s(), journal_expired, NULL);
 }
 

@@ -11,20 +11,9 @@
 
 #include "cleanup.h"
 #include "state.h"
+#include "utf8.h"
 
 #define STATE_VERSION 1
-
-/* Length of the valid UTF-8 sequence at s (1-4), or 0 when it is not one. */
-static size_t utf8_len(const unsigned char *s)
-{
-	size_t n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-	if (s[0] < 0x80)
-		return 1;
-	for (size_t i = 1; i < n; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	return n;
-}
 
 /* A JSON string. Bytes that are not UTF-8 are written as \u00XX, so the
  * file always loads again. */
@@ -33,7 +22,9 @@ static void put_string(FILE *f, const char *str)
 	const unsigned char *s = (const unsigned char *)str;
 	fputc('"', f);
 	while (*s) {
-		size_t n = utf8_len(s);
+		/* strict (utf8.h): a lenient check let a surrogate through, and
+		   jansson then refused the whole file on the next start */
+		size_t n = utf8_char_len((const char *)s, strnlen((const char *)s, 4));
 		if (*s == '"' || *s == '\\') {
 			fputc('\\', f);
 			fputc(*s, f);
@@ -123,7 +114,8 @@ int state_save(const char *dir, const struct blocklist *b, const struct state_ex
 	return r;
 }
 
-static int load_entry(json_t *o, struct blocklist *b, char *err, size_t errlen, size_t i)
+static int load_entry(json_t *o, struct blocklist *b, struct state_extra *x, char *err,
+		      size_t errlen, size_t i)
 {
 	const char *addr = NULL, *origin = NULL, *reason = NULL, *incident = NULL;
 	json_int_t created = 0, expires = 0;
@@ -137,15 +129,21 @@ static int load_entry(json_t *o, struct blocklist *b, char *err, size_t errlen, 
 		return -EBADMSG;
 	}
 	if (cvz_prefix_parse(addr, &p, NULL, NULL, 0) < 0 || bl_origin_lookup(origin, &og) < 0 ||
-	    og == ORIGIN_POLICY || og == ORIGIN_FILE || expires < 0) {
+	    og == ORIGIN_POLICY || og == ORIGIN_FILE) {
 		snprintf(err, errlen, "entries[%zu]: bad entry \"%s\" from \"%s\"", i, addr, origin);
 		return -EBADMSG;
 	}
-	/* restore with the stored absolute expiry, not a fresh TTL */
-	if (bl_add(b, &p, og, 0, reason, incident, created) < 0)
-		return -ENOMEM;
-	bl_find(b, &p, og)->expires = expires;
-	return 0;
+	/* restored with the stored absolute expiry, not a fresh TTL; impossible
+	   times drop this entry alone (the caller journals it), not the file */
+	struct bl_entry e = { .prefix = p, .origin = (uint8_t)og, .created = created,
+			      .expires = expires, .reason = (char *)reason,
+			      .incident = (char *)incident };
+	int r = bl_restore(b, &e, (int64_t)time(NULL));
+	if (r == -ERANGE && x->dropped++ == 0)
+		snprintf(x->dropped_why, sizeof(x->dropped_why),
+			 "entries[%zu] (%s from %s): created %lld, expires %lld out of range", i,
+			 addr, origin, (long long)created, (long long)expires);
+	return r == -ERANGE ? 0 : r < 0 ? r : 0;
 }
 
 static int parse_state(json_t *root, struct blocklist *b, struct state_extra *x, char *err,
@@ -171,7 +169,7 @@ static int parse_state(json_t *root, struct blocklist *b, struct state_extra *x,
 	size_t i;
 	json_t *o;
 	json_array_foreach(entries, i, o) {
-		int r = load_entry(o, b, err, errlen, i);
+		int r = load_entry(o, b, x, err, errlen, i);
 		if (r < 0)
 			return r;
 	}

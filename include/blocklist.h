@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "cvz_limits.h"
 
 enum bl_origin {
 	ORIGIN_POLICY,
@@ -50,12 +51,26 @@ int bl_origin_lookup(const char *name, enum bl_origin *out);
 const char *bl_refusal(const struct cvz_prefix *p, const struct cvz_prefix *safelist,
 		       size_t n_safe, char *why_buf, size_t len);
 
+/* The absolute expiry of a block with ttl seconds (0: none) made at now:
+ * 0 and *expires (0 for ttl 0), or -ERANGE when ttl is above CVZ_TTL_MAX or
+ * now outside 0..CVZ_TIME_MAX (cvz_limits.h). The one place an expiry is
+ * computed, with checked arithmetic. */
+int bl_expiry(uint64_t ttl, int64_t now, int64_t *expires);
+
 /* Adds or refreshes the entry for (p, origin). A repeated block of the same
  * prefix by the same origin never shortens it: the later expiry wins, and
  * ttl 0 (forever) wins over any. Reason and incident are replaced when given.
- * Returns 1 new, 0 refreshed, -ENOMEM. */
+ * Returns 1 new, 0 refreshed, -ERANGE (ttl or now out of range, see
+ * bl_expiry(); b untouched), -ENOMEM. */
 int bl_add(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origin,
 	   uint64_t ttl, const char *reason, const char *incident, int64_t now);
+/* Puts back an entry as it was (state.json): prefix, origin, created,
+ * expires, reason and incident copied exactly, replacing an entry for the
+ * same (prefix, origin). Returns 1 new, 0 replaced, -ENOMEM, or -ERANGE (b
+ * untouched) when the times are impossible: created outside
+ * 0..CVZ_TIME_MAX, expires negative or later than now + CVZ_TTL_MAX. An
+ * expiry already past is accepted (bl_expire() removes it). */
+int bl_restore(struct blocklist *b, const struct bl_entry *e, int64_t now);
 /* Removes the entry for (p, origin). Returns 0 or -ENOENT. */
 int bl_remove(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origin);
 /* Finds the entry for (p, origin), or NULL. The pointer is valid until the
@@ -67,6 +82,12 @@ size_t bl_expire(struct blocklist *b, int64_t now,
 		 void (*fn)(const struct bl_entry *e, void *arg), void *arg);
 /* Earliest expiry among entries, or 0 when none expires. */
 int64_t bl_next_expiry(const struct blocklist *b);
+/* When the expiry timer must fire (CLOCK_REALTIME, microseconds): the
+ * earliest expiry, but not before not_before (seconds). After an expiry run
+ * the caller passes now + 1: everything due by now has gone, and a timer
+ * armed in the past would fire again at once, in a loop. Returns 0 and
+ * *usec, -ENOENT when nothing expires, -ERANGE if out of range. */
+int bl_expiry_timer_usec(const struct blocklist *b, int64_t not_before, uint64_t *usec);
 void bl_free(struct blocklist *b);
 
 /* The blocklist as the kernel must hold it, in two pairs of sets

@@ -30,14 +30,15 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "cvz_limits.h"
 
 #define INSTR_ID_MAX 128       /* with NUL */
 #define INSTR_CURSOR_MAX 256   /* with NUL */
 #define INSTR_TEXT_MAX 256     /* reason, incident, severity, target text: capped;
 				* a longer target is rejected */
 #define INSTR_WHY_MAX 160      /* a rejected target's reason, with NUL */
-/* Longest ttl accepted: 10 years of seconds; more is a server bug. */
-#define INSTR_TTL_MAX (10ULL * 365 * 24 * 3600)
+/* Longest ttl accepted: CVZ_TTL_MAX (10 years); more is a server bug. */
+#define INSTR_TTL_MAX ((uint64_t)CVZ_TTL_MAX)
 
 enum instr_action { INSTR_BLOCK, INSTR_UNBLOCK, INSTR_LOCKDOWN };
 

@@ -23,6 +23,10 @@ struct state_extra {
 	/* control API instruction ids carried out, oldest first; not owned,
 	   may be NULL. state_load() keeps the pointer and adds the stored ids. */
 	struct instr_seen *seen;
+	/* set by state_load(): entries left out for impossible times (see
+	   bl_restore()), and which was the first, for the journal */
+	size_t dropped;
+	char dropped_why[160];
 };
 
 /* Writes the state. Returns 0 or -errno; on error the old file stays. */

@@ -261,6 +261,127 @@ static void test_index_matches_model(void **state)
 	bl_free(&b);
 }
 
+/* The limits live in the blocklist, so every origin meets them: TTLs at and
+ * around CVZ_TTL_MAX, absurd values cast from negative or huge JSON
+ * integers, and a "now" the agent cannot believe. A refusal changes nothing. */
+static void test_ttl_limits(void **state)
+{
+	(void)state;
+	struct blocklist b = { 0 };
+	struct cvz_prefix a = P("198.51.100.9"), c = P("198.51.100.10");
+	const int64_t now = 1764000000;
+	assert_int_equal(bl_add(&b, &a, ORIGIN_OPERATOR, 0, NULL, NULL, now), 1);
+	assert_int_equal(b.v[0].expires, 0);
+	assert_int_equal(bl_remove(&b, &a, ORIGIN_OPERATOR), 0);
+	assert_int_equal(bl_add(&b, &a, ORIGIN_OPERATOR, (uint64_t)CVZ_TTL_MAX, NULL, NULL, now), 1);
+	assert_int_equal(b.v[0].expires, now + CVZ_TTL_MAX);
+	const uint64_t bad[] = {
+		(uint64_t)CVZ_TTL_MAX + 1,
+		(uint64_t)17592186044416 - (uint64_t)now, /* the 2^44 - now */
+		(uint64_t)INT64_MAX,
+		(uint64_t)INT64_MAX - (uint64_t)now + 1, /* now + ttl wraps negative */
+		(uint64_t)-1,                             /* -1 cast by a careless caller */
+		(uint64_t)INT64_MIN,
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(bl_add(&b, &c, ORIGIN_OPERATOR, bad[i], "r", NULL, now), -ERANGE);
+		assert_null(bl_find(&b, &c, ORIGIN_OPERATOR));
+		/* a refresh with a bad TTL leaves the entry as it was */
+		assert_int_equal(bl_add(&b, &a, ORIGIN_OPERATOR, bad[i], "changed", NULL, now), -ERANGE);
+		assert_int_equal(bl_find(&b, &a, ORIGIN_OPERATOR)->expires, now + CVZ_TTL_MAX);
+		assert_null(bl_find(&b, &a, ORIGIN_OPERATOR)->reason);
+	}
+	assert_int_equal(b.n, 1);
+	/* now itself: negative, or beyond year 9999 */
+	assert_int_equal(bl_add(&b, &c, ORIGIN_OPERATOR, 60, NULL, NULL, -1), -ERANGE);
+	assert_int_equal(bl_add(&b, &c, ORIGIN_OPERATOR, 60, NULL, NULL, CVZ_TIME_MAX + 1), -ERANGE);
+	assert_int_equal(bl_add(&b, &c, ORIGIN_OPERATOR, (uint64_t)CVZ_TTL_MAX, NULL, NULL,
+				CVZ_TIME_MAX), 1);
+	int64_t e;
+	assert_int_equal(bl_expiry(1, INT64_MAX, &e), -ERANGE);
+	assert_int_equal(bl_expiry(60, 100, &e), 0);
+	assert_int_equal(e, 160);
+	bl_free(&b);
+}
+
+/* bl_restore (state.json): impossible times refused one entry at a time. */
+static void test_restore_limits(void **state)
+{
+	(void)state;
+	struct blocklist b = { 0 };
+	const int64_t now = 1764000000;
+	struct bl_entry e = { .prefix = P("203.0.113.7"), .origin = ORIGIN_CONTROL,
+			      .created = now - 10, .expires = now + 60, .reason = "r",
+			      .incident = "INC-1" };
+	assert_int_equal(bl_restore(&b, &e, now), 1);
+	struct bl_entry *got = bl_find(&b, &e.prefix, ORIGIN_CONTROL);
+	assert_non_null(got);
+	assert_int_equal(got->created, now - 10);
+	assert_int_equal(got->expires, now + 60);
+	assert_string_equal(got->reason, "r");
+	assert_string_equal(got->incident, "INC-1");
+	/* replacing: times and text as given, even a shorter expiry */
+	e.expires = now + 30;
+	e.reason = NULL;
+	assert_int_equal(bl_restore(&b, &e, now), 0);
+	assert_int_equal(got->expires, now + 30);
+	assert_null(got->reason);
+	/* past expiries and "never" are fine; bl_expire() deals with the former */
+	e.prefix = P("203.0.113.8");
+	e.expires = 5;
+	assert_int_equal(bl_restore(&b, &e, now), 1);
+	e.prefix = P("203.0.113.9");
+	e.expires = 0;
+	assert_int_equal(bl_restore(&b, &e, now), 1);
+	e.expires = now + CVZ_TTL_MAX;
+	assert_int_equal(bl_restore(&b, &e, now), 0);
+	size_t n = b.n;
+	struct bl_entry bad = e;
+	bad.prefix = P("198.51.100.9");
+	const int64_t expires[] = { now + CVZ_TTL_MAX + 1, 17592186044416, INT64_MAX, -1, INT64_MIN };
+	for (size_t i = 0; i < sizeof(expires) / sizeof(expires[0]); i++) {
+		bad.expires = expires[i];
+		assert_int_equal(bl_restore(&b, &bad, now), -ERANGE);
+	}
+	bad.expires = 0;
+	bad.created = -1;
+	assert_int_equal(bl_restore(&b, &bad, now), -ERANGE);
+	bad.created = CVZ_TIME_MAX + 1;
+	assert_int_equal(bl_restore(&b, &bad, now), -ERANGE);
+	bad.created = now;
+	bad.origin = ORIGIN_COUNT;
+	assert_int_equal(bl_restore(&b, &bad, now), -ERANGE);
+	assert_int_equal(b.n, n);
+	assert_null(bl_find(&b, &bad.prefix, ORIGIN_CONTROL));
+	bl_free(&b);
+}
+
+/* The expiry timer is never armed before not_before, and its microseconds
+ * never overflow. */
+static void test_expiry_timer(void **state)
+{
+	(void)state;
+	struct blocklist b = { 0 };
+	struct cvz_prefix a = P("198.51.100.9"), c = P("198.51.100.10");
+	uint64_t usec = 7;
+	assert_int_equal(bl_expiry_timer_usec(&b, 100, &usec), -ENOENT);
+	assert_int_equal(usec, 7);
+	bl_add(&b, &a, ORIGIN_OPERATOR, 0, NULL, NULL, 100);
+	assert_int_equal(bl_expiry_timer_usec(&b, 100, &usec), -ENOENT);
+	bl_add(&b, &c, ORIGIN_OPERATOR, 50, NULL, NULL, 100);
+	assert_int_equal(bl_expiry_timer_usec(&b, 100, &usec), 0);
+	assert_int_equal(usec, 150 * CVZ_USEC_PER_SEC);
+	/* due already: not before not_before (after an expiry run, now + 1) */
+	assert_int_equal(bl_expiry_timer_usec(&b, 151, &usec), 0);
+	assert_int_equal(usec, 151 * CVZ_USEC_PER_SEC);
+	bl_add(&b, &c, ORIGIN_OPERATOR, (uint64_t)CVZ_TTL_MAX, NULL, NULL, CVZ_TIME_MAX);
+	assert_int_equal(bl_expiry_timer_usec(&b, 100, &usec), 0);
+	assert_int_equal(usec, (uint64_t)(CVZ_TIME_MAX + CVZ_TTL_MAX) * CVZ_USEC_PER_SEC);
+	assert_true(usec < (uint64_t)INT64_MAX);
+	assert_int_equal(bl_expiry_timer_usec(&b, INT64_MAX, &usec), -ERANGE);
+	bl_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -271,6 +392,9 @@ int main(void)
 		cmocka_unit_test(test_dynamic_minus_safe),
 		cmocka_unit_test(test_never_blockable_carved),
 		cmocka_unit_test(test_index_matches_model),
+		cmocka_unit_test(test_ttl_limits),
+		cmocka_unit_test(test_restore_limits),
+		cmocka_unit_test(test_expiry_timer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -123,12 +124,53 @@ static void test_missing_and_corrupt(void **state)
 	}
 }
 
+/* An entry with impossible times (the issue's 2^44 expiry, INT64_MAX, a
+ * negative one) is left out alone and counted; the other entries, the
+ * cursor and the seen ids stay, and the file is not moved aside. */
+static void test_impossible_entry_dropped_alone(void **state)
+{
+	(void)state;
+	struct blocklist b = { 0 };
+	struct instr_seen *seen = instr_seen_new(10);
+	assert_non_null(seen);
+	struct state_extra x = { .seen = seen };
+	char err[256] = "", moved[512] = "", path[128];
+	long long now = (long long)time(NULL);
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "{\"version\": 1, \"lockdown\": false, \"confirm_deadline\": 0, \"cursor\": \"c-7\","
+		   " \"seen_ids\": [\"ins-1\"], \"entries\": ["
+		   "{\"addr\": \"203.0.113.1\", \"origin\": \"operator\", \"created\": 1, \"expires\": 0},"
+		   "{\"addr\": \"198.51.100.9\", \"origin\": \"operator\", \"created\": %lld, \"expires\": 17592186044416},"
+		   "{\"addr\": \"198.51.100.10\", \"origin\": \"control\", \"created\": %lld, \"expires\": 9223372036854775807},"
+		   "{\"addr\": \"198.51.100.11\", \"origin\": \"operator\", \"created\": %lld, \"expires\": -5},"
+		   "{\"addr\": \"203.0.113.2\", \"origin\": \"control\", \"created\": %lld, \"expires\": %lld}]}",
+		now, now, now, now, now + 3600);
+	fclose(f);
+	assert_int_equal(state_load(dir, &b, &x, err, sizeof(err), moved, sizeof(moved)), 0);
+	assert_int_equal(b.n, 2);
+	struct cvz_prefix a;
+	assert_int_equal(cvz_prefix_parse("203.0.113.2", &a, NULL, NULL, 0), 0);
+	assert_int_equal(bl_find(&b, &a, ORIGIN_CONTROL)->expires, now + 3600);
+	assert_int_equal(x.dropped, 3);
+	assert_non_null(strstr(x.dropped_why, "entries[1] (198.51.100.9 from operator)"));
+	assert_non_null(strstr(x.dropped_why, "17592186044416"));
+	assert_string_equal(x.cursor, "c-7");
+	assert_int_equal(instr_seen_count(seen), 1);
+	assert_int_equal(access(path, F_OK), 0); /* not moved aside */
+	instr_seen_free(seen);
+	bl_free(&b);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_escaping_and_seen_ids),
 		cmocka_unit_test(test_missing_and_corrupt),
+		cmocka_unit_test(test_impossible_entry_dropped_alone),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
