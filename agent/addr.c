@@ -1,6 +1,7 @@
 /* IPv4/IPv6 prefixes and normalised interval sets; see include/addr.h. */
 #include "addr.h"
 #include "cleanup.h"
+#include "utf8.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -83,7 +84,7 @@ parse_fail_fmt(const char **why, char *why_buf, size_t why_buf_len,
 	if (!why_buf || why_buf_len == 0)
 		return parse_fail(why, fallback);
 	va_start(ap, fmt);
-	vsnprintf(why_buf, why_buf_len, fmt, ap);
+	utf8_vsnprintf(why_buf, why_buf_len, fmt, ap);
 	va_end(ap);
 	return parse_fail(why, why_buf);
 }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "utf8.h"
 #include "cleanup.h"
 
 #define JOURNAL_SOCKET "/run/systemd/journal/socket"
@@ -119,17 +120,23 @@ struct out {
 	bool cut;
 };
 
+/* Whole characters only: a cut never splits one, and a byte that is not
+ * part of well-formed UTF-8 is escaped like a control character, so the
+ * result is always valid UTF-8 (jansson refuses anything else). */
 static void put(struct out *o, const char *s, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n;) {
 		unsigned char c = (unsigned char)s[i];
 		char esc[5];
 		const char *w = (const char *)&s[i];
-		size_t wn = 1;
-		if (c < 0x20 || c == 0x7f) {
+		size_t wn = utf8_char_len(w, n - i);
+		if (c < 0x20 || c == 0x7f || wn == 0) {
 			snprintf(esc, sizeof(esc), "\\x%02x", c);
 			w = esc;
 			wn = 4;
+			i++;
+		} else {
+			i += wn;
 		}
 		if (o->len + wn + 1 > o->max) {
 			o->cut = true;
@@ -178,12 +185,15 @@ void audit_sanitize(const char *in, char *out, size_t max)
 			put(&o, s, j);
 			s += j;
 		} else {
-			put(&o, s, 1);
-			s++;
+			size_t c = utf8_char_len(s, strnlen(s, 4));
+			put(&o, s, c ? c : 1);
+			s += c ? c : 1;
 		}
 	}
 	if (o.cut && max > 4) {
 		size_t at = o.len + 4 > max ? max - 4 : o.len;
+		while (at > 0 && at < o.len && ((unsigned char)out[at] & 0xc0) == 0x80)
+			at--; /* not inside a character */
 		memcpy(out + at, "...", 3);
 		o.len = at + 3;
 	}

@@ -12,6 +12,7 @@
 #include "cleanup.h"
 #include "blocklist.h"
 #include "policy.h"
+#include "utf8.h"
 
 #define RATE_SET_SIZE 65535
 
@@ -331,7 +332,7 @@ static struct policy_rule mirror_failsafe(const struct policy_rule *r)
 		.verdict = FW_VERDICT_ACCEPT,
 	};
 	memcpy(m.l4proto, r->l4proto, sizeof(m.l4proto));
-	snprintf(m.comment, sizeof(m.comment), "%.100s%sreplies", r->comment, r->comment[0] ? ": " : "failsafe ");
+	snprintf(m.comment, sizeof(m.comment), "%.*s%sreplies", utf8_prefix(r->comment, 100), r->comment, r->comment[0] ? ": " : "failsafe ");
 	return m;
 }
 

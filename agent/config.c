@@ -9,6 +9,7 @@
 #include "cleanup.h"
 #include "config.h"
 #include "jparse.h"
+#include "utf8.h"
 
 #define CONFIG_MAX_BYTES (1u << 20)
 #define CFG(c) ((struct agent_config *)(c)->owner)
@@ -82,7 +83,7 @@ static void key_user(struct jctx *c, const char *path, json_t *v, void *t)
 		return;
 	const char *s = json_string_value(v);
 	if (!s[0] || strlen(s) > 31 || strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(s)) {
-		jp_err(c, path, false, "\"%.40s\" is not a user name", s);
+		jp_err(c, path, false, "\"%.*s\" is not a user name", utf8_prefix(s, 40), s);
 		return;
 	}
 	free(cfg->user);
@@ -113,14 +114,14 @@ static void key_url(struct jctx *c, const char *path, json_t *v, void *t)
 	const char *s = json_string_value(v);
 	size_t n = strlen(s);
 	if (strncmp(s, "https://", 8) != 0) {
-		jp_err(c, path, false, "\"%.80s\" is not an https:// URL (the control API is reached over TLS only)", s);
+		jp_err(c, path, false, "\"%.*s\" is not an https:// URL (the control API is reached over TLS only)", utf8_prefix(s, 80), s);
 		return;
 	}
 	bool ok = n > 8 && n < 1024 && s[8] != '/';
 	for (size_t i = 0; ok && i < n; i++)
 		ok = s[i] > 0x20 && s[i] < 0x7f && !strchr("?#\"\\", s[i]);
 	if (!ok) {
-		jp_err(c, path, false, "\"%.80s\" is not a usable URL (a host is needed; no spaces, query or fragment)", s);
+		jp_err(c, path, false, "\"%.*s\" is not a usable URL (a host is needed; no spaces, query or fragment)", utf8_prefix(s, 80), s);
 		return;
 	}
 	while (n > 9 && s[n - 1] == '/')
@@ -154,7 +155,7 @@ static void key_pinned_pubkey(struct jctx *c, const char *path, json_t *v, void 
 		p += len + (p[len] == ';');
 	}
 	if (!ok) {
-		jp_err(c, path, false, "\"%.120s\" is not a public key pin: expected sha256// and 44 base64 characters, several joined with ';'", s);
+		jp_err(c, path, false, "\"%.*s\" is not a public key pin: expected sha256// and 44 base64 characters, several joined with ';'", utf8_prefix(s, 120), s);
 		return;
 	}
 	free(cc->pinned_pubkey);

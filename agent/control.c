@@ -25,6 +25,7 @@
 #include "audit.h"
 #include "cleanup.h"
 #include "control.h"
+#include "utf8.h"
 
 #define CONNECT_TIMEOUT_S 10L
 #define REQUEST_SLACK_S 15L    /* request timeout: wait + this */
@@ -286,8 +287,8 @@ static void journal_failure(struct xfer *x, CURLcode r, long status, const char 
 	if (r == CURLE_OK) {
 		char body[ERR_BODY_MAX + 1] = "";
 		if (x->buf && x->len)
-			snprintf(body, sizeof(body), "%s", x->buf);
-		snprintf(detail, sizeof(detail), "HTTP %ld%s%s", status, body[0] ? ": " : "", body);
+			utf8_snprintf(body, sizeof(body), "%s", x->buf);
+		utf8_snprintf(detail, sizeof(detail), "HTTP %ld%s%s", status, body[0] ? ": " : "", body);
 		f.has_http = true;
 		f.http_status = status;
 	} else if (x->too_big || r == CURLE_FILESIZE_EXCEEDED) {

@@ -18,6 +18,7 @@
 
 #include "cleanup.h"
 #include "daemon_internal.h"
+#include "utf8.h"
 
 #define EVENTS_PER_TARGET_MAX 1000 /* beyond: one summary entry per instruction */
 #define REJECTS_JOURNALED_MAX 100
@@ -171,16 +172,22 @@ struct outcome {
 	size_t n_dropped;
 };
 
-static void reject(struct outcome *o, const struct instr *in, const char *target, const char *why)
+/* Returns 0, or -ENOMEM: a target is never silently left out of the
+ * report (its text is made valid UTF-8, so only memory can fail it). */
+static int reject(struct outcome *o, const struct instr *in, const char *target, const char *why)
 {
-	json_array_append_new(o->rejected, json_pack("{s:s, s:s, s:s}", "id", in->id, "target",
-						     target, "reason", why));
+	if (json_array_append_new(o->rejected,
+				  json_pack("{s:o, s:o, s:o}", "id", utf8_json_string(in->id),
+					    "target", utf8_json_string(target), "reason",
+					    utf8_json_string(why))) < 0)
+		return -ENOMEM;
 	if (o->n_rejected++ < REJECTS_JOURNALED_MAX) {
 		struct audit_fields f = { .origin = "control", .instruction = in->id,
 					  .incident = in->incident, .detail = why };
 		audit(AE_BLOCK_REJECTED, &f, "Refused control API target %s of %s: %s", target,
 		      in->id, why);
 	}
+	return 0;
 }
 
 static int carry_out(struct daemon *d, const struct instr *in, struct outcome *o,
@@ -188,10 +195,8 @@ static int carry_out(struct daemon *d, const struct instr *in, struct outcome *o
 {
 	char why[256];
 	if (in->action == INSTR_LOCKDOWN) {
-		if (in->enabled && !policy_lockdown_usable(d->policy, why, sizeof(why))) {
-			reject(o, in, "lockdown", why);
-			return 0;
-		}
+		if (in->enabled && !policy_lockdown_usable(d->policy, why, sizeof(why)))
+			return reject(o, in, "lockdown", why);
 		if (d->sx.lockdown != in->enabled) {
 			d->sx.lockdown = in->enabled;
 			o->lockdown_changed = !o->lockdown_changed;
@@ -201,11 +206,12 @@ static int carry_out(struct daemon *d, const struct instr *in, struct outcome *o
 	}
 	for (size_t t = 0; t < in->n_targets; t++) {
 		const struct instr_target *tg = &in->targets[t];
-		if (tg->why[0]) {
-			reject(o, in, tg->text, tg->why);
+		int r = tg->why[0] ? reject(o, in, tg->text, tg->why) : 0;
+		if (r < 0)
+			return r;
+		if (tg->why[0])
 			continue;
-		}
-		int r = undo_note(u, &d->bl, &tg->prefix);
+		r = undo_note(u, &d->bl, &tg->prefix);
 		if (r < 0)
 			return r;
 		if (in->action == INSTR_BLOCK) {
@@ -508,12 +514,13 @@ json_t *daemon_control_status(const struct daemon *d)
 	if (!d->control)
 		return json_null();
 	control_get_stats(d->control, &s);
-	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:s, s:I}", "url",
+	/* last_error quotes the server (an error page in any language) */
+	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:o, s:I}", "url",
 			 d->cfg->control.url, "cursor", d->sx.cursor, "polls", (json_int_t)s.polls,
 			 "replies", (json_int_t)s.replies, "failures", (json_int_t)s.failures,
 			 "reports_sent", (json_int_t)s.reports_sent, "reports_failed",
 			 (json_int_t)s.reports_failed, "reports_queued", (json_int_t)s.reports_queued,
 			 "consecutive_failures", (int)s.attempt, "last_success",
-			 (json_int_t)s.last_success, "last_error", s.last_error, "cert_not_after",
+			 (json_int_t)s.last_success, "last_error", utf8_json_string(s.last_error), "cert_not_after",
 			 (json_int_t)d->cert_not_after);
 }

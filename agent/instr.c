@@ -15,6 +15,7 @@
 #include "blocklist.h"
 #include "cleanup.h"
 #include "instr.h"
+#include "utf8.h"
 
 /* Outside text quoted in a message is cut to this many characters. */
 #define QUOTE_MAX 60
@@ -52,12 +53,12 @@ refuse(struct pctx *c, const struct jpath *at, const char *fmt, ...)
 	char msg[256], path[128] = "top level";
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	utf8_vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (at)
 		path_format(at, path, sizeof(path));
 	if (c->errlen)
-		snprintf(c->err, c->errlen, "%s: %s", path, msg);
+		utf8_snprintf(c->err, c->errlen, "%s: %s", path, msg);
 	return -EBADMSG;
 }
 
@@ -153,7 +154,7 @@ static const struct cvz_prefix link_local[] = {
 static int reject_text(const char *s, const char *msg, char *why, size_t whylen)
 {
 	char q[QUOTE_MAX + 8];
-	snprintf(why, whylen, "%s: %s", quote(s, q, sizeof(q)), msg);
+	utf8_snprintf(why, whylen, "%s: %s", quote(s, q, sizeof(q)), msg);
 	return -EINVAL;
 }
 
@@ -210,7 +211,7 @@ int instr_check_target(const char *s, const struct instr_limits *lim, struct cvz
 	if (cvz_prefix_parse(s, &q, &msg, buf, sizeof(buf)) < 0)
 		return reject_text(s, msg, why, whylen);
 	if (target_refusal(&q, lim, buf, sizeof(buf))) {
-		snprintf(why, whylen, "%s", buf);
+		utf8_snprintf(why, whylen, "%s", buf);
 		return -EINVAL;
 	}
 	if (whylen)
@@ -512,7 +513,7 @@ static int json_refusal(struct pctx *c, const json_error_t *je)
 	/* jansson quotes the bytes it choked on, and they come from the network */
 	audit_sanitize(je->text, text, sizeof(text));
 	if (c->errlen)
-		snprintf(c->err, c->errlen, "invalid JSON at line %d, column %d: %s",
+		utf8_snprintf(c->err, c->errlen, "invalid JSON at line %d, column %d: %s",
 			 je->line > 0 ? je->line : 1, je->column > 0 ? je->column : 0, text);
 	return -EBADMSG;
 }

@@ -11,6 +11,7 @@
 
 #include "jparse.h"
 #include "jsonpos.h"
+#include "utf8.h"
 
 
 
@@ -171,7 +172,7 @@ void jp_text(struct jctx *c, const char *path, json_t *v, char *out, size_t max)
 		return;
 	const char *s = json_string_value(v);
 	if (strlen(s) >= max)
-		jp_err(c, path, false, "\"%.40s...\" is too long (%zu characters, at most %zu)", s,
+		jp_err(c, path, false, "\"%.*s...\" is too long (%zu characters, at most %zu)", utf8_prefix(s, 40), s,
 		     strlen(s), max - 1);
 	else if (!jp_printable(s))
 		jp_err(c, path, false, "\"%s\" may hold only printable ASCII without '\"' or '\\'", s);

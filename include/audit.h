@@ -76,6 +76,8 @@ void audit_emit(enum audit_event ev, const struct audit_fields *f, const char *f
 
 /* Redacts secrets (the guide's DataSanitizer: password=, secret=, key=,
  * token= values, "Bearer ..." and 20+ character alphanumeric runs become
- * ***REDACTED***), escapes control characters as \xNN, and caps the result at
- * max-1 bytes (marking a cut with "..."). Always NUL-terminates out. */
+ * ***REDACTED***), escapes control characters and bytes that are not
+ * well-formed UTF-8 as \xNN, and caps the result at max-1 bytes (marking a
+ * cut with "...") without splitting a character. Always NUL-terminates out;
+ * the result is always valid UTF-8. */
 void audit_sanitize(const char *in, char *out, size_t max);
