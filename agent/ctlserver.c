@@ -17,6 +17,7 @@
 #include "cleanup.h"
 #include "ctl.h"
 #include "daemon_internal.h"
+#include "utf8.h"
 
 #define MAX_CONNS 64
 
@@ -75,14 +76,16 @@ static bool authorize(struct ctl_conn *c)
 
 /* ---- replies ------------------------------------------------------------------- */
 
+/* Messages quote outside text: cut on a character boundary and made valid
+ * UTF-8 here, so jansson never refuses one. */
 static json_t *__attribute__((format(printf, 1, 2))) reply_error(const char *fmt, ...)
 {
 	char msg[2048];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	utf8_vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+	return json_pack("{s:b, s:o}", "ok", 0, "error", utf8_json_string(msg));
 }
 
 static json_t *reply_ok(void)
@@ -132,15 +135,15 @@ static json_t *entry_json(const struct cvz_prefix *p, const char *origin, const 
 	if (!o)
 		return NULL;
 	if (source)
-		json_object_set_new(o, "source", json_string(source));
+		json_object_set_new(o, "source", utf8_json_string(source));
 	if (!e)
 		return o;
 	json_object_set_new(o, "created", json_integer(e->created));
 	json_object_set_new(o, "expires", e->expires ? json_integer(e->expires) : json_null());
 	if (e->reason)
-		json_object_set_new(o, "reason", json_string(e->reason));
+		json_object_set_new(o, "reason", utf8_json_string(e->reason));
 	if (e->incident)
-		json_object_set_new(o, "incident", json_string(e->incident));
+		json_object_set_new(o, "incident", utf8_json_string(e->incident));
 	return o;
 }
 
@@ -149,50 +152,67 @@ static json_t *cmd_list(struct daemon *d, json_t *req)
 	const char *want = json_string_value(json_object_get(req, "origin"));
 	enum bl_origin og = ORIGIN_COUNT;
 	if (want && bl_origin_lookup(want, &og) < 0)
-		return reply_error("unknown origin \"%s\" (expected policy, file, operator, control or crowdsec)", want);
+		return reply_error("unknown origin \"%.*s\" (expected policy, file, operator, control or crowdsec)",
+				   utf8_prefix(want, 64), want);
 	json_t *list = json_array();
 	const struct policy *p = d->policy;
-	for (size_t i = 0; list && i < p->n_blocked; i++) {
+	/* an entry that cannot be added fails the reply: never a list that
+	   silently lacks entries */
+	int bad = 0;
+	for (size_t i = 0; list && !bad && i < p->n_blocked; i++) {
 		enum bl_origin o = p->blocked_src[i] ? ORIGIN_FILE : ORIGIN_POLICY;
 		if (og == ORIGIN_COUNT || og == o)
-			json_array_append_new(list, entry_json(&p->blocked[i], bl_origin_name(o),
-							       p->blocked_src[i] ? p->list_files[p->blocked_src[i] - 1] : p->file,
-							       NULL));
+			bad = json_array_append_new(list, entry_json(&p->blocked[i], bl_origin_name(o),
+								     p->blocked_src[i] ? p->list_files[p->blocked_src[i] - 1] : p->file,
+								     NULL));
 	}
-	for (size_t i = 0; list && i < d->bl.n; i++) {
+	for (size_t i = 0; list && !bad && i < d->bl.n; i++) {
 		const struct bl_entry *e = &d->bl.v[i];
 		if (og == ORIGIN_COUNT || og == e->origin)
-			json_array_append_new(list, entry_json(&e->prefix,
-							       bl_origin_name((enum bl_origin)e->origin),
-							       NULL, e));
+			bad = json_array_append_new(list, entry_json(&e->prefix,
+								     bl_origin_name((enum bl_origin)e->origin),
+								     NULL, e));
+	}
+	if (bad) {
+		json_decref(list);
+		return NULL;
 	}
 	return json_pack("{s:b, s:o}", "ok", 1, "entries", list);
 }
 
-/* Reads "addr" from the request as a prefix. */
-static json_t *request_prefix(json_t *req, struct cvz_prefix *p)
+/* Reads "addr" from the request as a prefix: 0, or -EINVAL and the error
+ * reply in *reply. Not "NULL means fine": a reply that could not be built
+ * was once taken for a parsed address (an uninitialised one). */
+static int request_prefix(json_t *req, struct cvz_prefix *p, json_t **reply)
 {
 	const char *addr = json_string_value(json_object_get(req, "addr"));
 	const char *why = NULL;
-	char buf[160], msg[256];
-	if (!addr)
-		return reply_error("%s", "missing \"addr\"");
-	if (cvz_prefix_parse(addr, p, &why, buf, sizeof(buf)) < 0) {
-		snprintf(msg, sizeof(msg), "bad address \"%.64s\": %s", addr, why);
-		return reply_error("%s", msg);
+	char buf[160];
+	if (!addr) {
+		*reply = reply_error("%s", "missing \"addr\"");
+		return -EINVAL;
 	}
-	return NULL;
+	if (cvz_prefix_parse(addr, p, &why, buf, sizeof(buf)) < 0) {
+		*reply = reply_error("bad address \"%.*s\": %s", utf8_prefix(addr, 64), addr, why);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static json_t *cmd_block(struct daemon *d, json_t *req, const struct actor *a)
 {
 	struct cvz_prefix p;
-	json_t *bad = request_prefix(req, &p);
-	if (bad)
+	json_t *bad = NULL;
+	if (request_prefix(req, &p, &bad) < 0)
 		return bad;
 	json_t *ttl = json_object_get(req, "ttl");
-	if (ttl && (!json_is_integer(ttl) || json_integer_value(ttl) < 0))
-		return reply_error("%s", "\"ttl\" must be a number of seconds");
+	if (ttl && !json_is_integer(ttl))
+		return reply_error("%s", "\"ttl\" must be an integer number of seconds");
+	/* the limit is the blocklist's (bl_add refuses it too); said here with
+	   the field and the value */
+	if (ttl && (json_integer_value(ttl) < 0 || json_integer_value(ttl) > CVZ_TTL_MAX))
+		return reply_error("\"ttl\" %" JSON_INTEGER_FORMAT " is out of range: 0 (no expiry) to %lld seconds (10 years)",
+				   json_integer_value(ttl), (long long)CVZ_TTL_MAX);
 	const char *reason = json_string_value(json_object_get(req, "reason"));
 	const char *incident = json_string_value(json_object_get(req, "incident"));
 	if ((reason && strlen(reason) >= BL_REASON_MAX) || (incident && strlen(incident) >= BL_INCIDENT_MAX))
@@ -213,8 +233,8 @@ static json_t *cmd_block(struct daemon *d, json_t *req, const struct actor *a)
 static json_t *cmd_unblock(struct daemon *d, json_t *req, const struct actor *a)
 {
 	struct cvz_prefix p;
-	json_t *bad = request_prefix(req, &p);
-	if (bad)
+	json_t *bad = NULL;
+	if (request_prefix(req, &p, &bad) < 0)
 		return bad;
 	char err[1024];
 	int r = daemon_unblock(d, &p, ORIGIN_OPERATOR, a, err, sizeof(err));
@@ -238,10 +258,10 @@ static json_t *cmd_confirm(struct daemon *d, json_t *req, const struct actor *a)
 	return r < 0 ? reply_error("%s", err) : reply_ok();
 }
 
-static json_t *dispatch(struct daemon *d, const char *text, const struct actor *a)
+static json_t *dispatch(struct daemon *d, const char *text, size_t len, const struct actor *a)
 {
 	json_error_t je;
-	json_t *req = json_loads(text, 0, &je);
+	json_t *req = json_loadb(text, len, 0, &je);
 	json_t *reply;
 	const char *cmd = json_string_value(json_object_get(req, "cmd"));
 	if (!req || !cmd)
@@ -259,22 +279,52 @@ static json_t *dispatch(struct daemon *d, const char *text, const struct actor *
 	else if (strcmp(cmd, "confirm") == 0)
 		reply = cmd_confirm(d, req, a);
 	else
-		reply = reply_error("unknown command \"%.32s\"", cmd);
+		reply = reply_error("unknown command \"%.*s\"", utf8_prefix(cmd, 32), cmd);
 	json_decref(req);
 	return reply;
 }
 
+/* Said when a reply cannot be built: a client always gets an answer. */
+static const char reply_internal[] = "{\"ok\":false,\"error\":\"internal: reply could not be built\"}\n";
+
+char *ctl_request_reply(struct daemon *d, const char *line, size_t len, const struct actor *a)
+{
+	json_t *reply = dispatch(d, line, len, a);
+	char *s = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
+	char *out = NULL;
+	json_decref(reply);
+	if (!s || asprintf(&out, "%s\n", s) < 0)
+		out = strdup(reply_internal);
+	free(s);
+	return out;
+}
+
 /* ---- connection I/O ---------------------------------------------------------- */
+
+/* Takes the reply line (NULL: out of memory). Returns false when the
+ * connection was closed instead: EPOLLOUT is never armed with nothing to
+ * write (level-triggered, it would spin the loop until the client left). */
+static bool set_reply_line(struct ctl_conn *c, char *line)
+{
+	if (!line) {
+		conn_free(c);
+		return false;
+	}
+	c->out = line;
+	c->outlen = strlen(line);
+	sd_event_source_set_io_events(c->src, EPOLLOUT);
+	return true;
+}
 
 static void set_reply(struct ctl_conn *c, json_t *reply)
 {
 	char *s = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
+	char *line = NULL;
 	json_decref(reply);
-	if (!s || asprintf(&c->out, "%s\n", s) < 0)
-		c->out = NULL;
+	if (!s || asprintf(&line, "%s\n", s) < 0)
+		line = strdup(reply_internal);
 	free(s);
-	c->outlen = c->out ? strlen(c->out) : 0;
-	sd_event_source_set_io_events(c->src, EPOLLOUT);
+	set_reply_line(c, line);
 }
 
 static void deny(struct ctl_conn *c)
@@ -312,12 +362,14 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *ud)
 	}
 	c->inlen += (size_t)n;
 	c->in[c->inlen] = '\0';
+	/* memchr, not strchr: a NUL byte must not hide the end of the line */
+	const char *nl = memchr(c->in, '\n', c->inlen);
 	/* the request is read even from a refused peer, so the refusal reaches
 	   it instead of a connection reset */
-	if (strchr(c->in, '\n') && !c->allowed)
+	if (nl && !c->allowed)
 		deny(c);
-	else if (strchr(c->in, '\n'))
-		set_reply(c, dispatch(c->d, c->in, &c->actor));
+	else if (nl)
+		set_reply_line(c, ctl_request_reply(c->d, c->in, (size_t)(nl - c->in), &c->actor));
 	else if (c->inlen >= sizeof(c->in) - 1)
 		set_reply(c, reply_error("%s", "request too large"));
 	return 0;

@@ -100,5 +100,11 @@ json_t *daemon_control_status(const struct daemon *d);
 /* ctlserver.c */
 /* {"policy": n, "file": n, ...} */
 json_t *daemon_entries_by_origin(const struct daemon *d);
+/* The reply to one request line line[0..len) (without its newline) from an
+ * authorized peer a: one line of JSON ending in "\n", malloc'd. Every
+ * request gets exactly one: a reply that cannot be built becomes
+ * {"ok":false,"error":"internal: reply could not be built"}. NULL only when
+ * out of memory. No socket needed (tests/fuzz/fuzz_ctlrequest.c). */
+char *ctl_request_reply(struct daemon *d, const char *line, size_t len, const struct actor *a);
 int ctl_server_start(struct daemon *d);
 void ctl_server_stop(struct daemon *d);
