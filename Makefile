@@ -85,7 +85,7 @@ asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="-O1 -g" SAN="$(ASAN_FLAGS)" unit $(BUILD)/asan/cloudviz-agent
 
 # libFuzzer targets, one per tests/fuzz/fuzz_*.c (needs clang): the policy
-# parser and the control API reply parser. The library is built with
+# parser, the control API reply parser and control-socket requests. The library is built with
 # -fsanitize=fuzzer-no-link; only the targets link libFuzzer's main.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=%)
