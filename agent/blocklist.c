@@ -239,21 +239,24 @@ int bl_restore(struct blocklist *b, const struct bl_entry *in, int64_t now)
 	if (!time_ok(in->created) || bl_expiry((uint64_t)CVZ_TTL_MAX, now, &latest) < 0 ||
 	    in->expires < 0 || in->expires > latest || in->origin >= ORIGIN_COUNT)
 		return -ERANGE;
-	_cleanup_(freep) char *reason = in->reason ? strdup(in->reason) : NULL;
-	_cleanup_(freep) char *incident = in->incident ? strdup(in->incident) : NULL;
-	if ((in->reason && !reason) || (in->incident && !incident))
-		return -ENOMEM;
+	char *reason = in->reason ? strdup(in->reason) : NULL;
+	char *incident = in->incident ? strdup(in->incident) : NULL;
 	/* added without reason and incident, so nothing after this can fail */
-	int r = bl_add(b, &in->prefix, (enum bl_origin)in->origin, 0, NULL, NULL, in->created);
-	if (r < 0)
+	int r = (in->reason && !reason) || (in->incident && !incident)
+			? -ENOMEM
+			: bl_add(b, &in->prefix, (enum bl_origin)in->origin, 0, NULL, NULL, in->created);
+	if (r < 0) {
+		free(reason);
+		free(incident);
 		return r;
+	}
 	struct bl_entry *e = bl_find(b, &in->prefix, (enum bl_origin)in->origin);
 	e->created = in->created;
 	e->expires = in->expires;
 	free(e->reason);
 	free(e->incident);
-	e->reason = TAKE_PTR(reason);
-	e->incident = TAKE_PTR(incident);
+	e->reason = reason;
+	e->incident = incident;
 	return r;
 }
 
