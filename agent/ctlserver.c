@@ -112,9 +112,10 @@ static json_t *cmd_status(struct daemon *d, json_t *req)
 	daemon_status_line(d, line, sizeof(line));
 	int64_t left = d->sx.confirm_deadline ? d->sx.confirm_deadline - (int64_t)time(NULL) : -1;
 	/* kernel ranges: both pairs of sets; dynamic: the runtime blocks' pair */
-	return json_pack("{s:b, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:o, s:s, s:o}",
-			 "ok", 1, "version", CVZ_VERSION, "node_id", d->cfg->node_id, "policy",
-			 d->policy->file, "policy_digest", d->digest, "entries_by_origin",
+	/* paths are bytes, not necessarily UTF-8: utf8_json_string */
+	return json_pack("{s:b, s:s, s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:o, s:s, s:o}",
+			 "ok", 1, "version", CVZ_VERSION, "node_id", utf8_json_string(d->cfg->node_id),
+			 "policy", utf8_json_string(d->policy->file), "policy_digest", d->digest, "entries_by_origin",
 			 daemon_entries_by_origin(d), "kernel_ranges_v4",
 			 (json_int_t)(d->view.lists.n4 + d->dynamic.n4), "kernel_ranges_v6",
 			 (json_int_t)(d->view.lists.n6 + d->dynamic.n6), "dynamic_ranges_v4",

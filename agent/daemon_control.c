@@ -515,8 +515,8 @@ json_t *daemon_control_status(const struct daemon *d)
 		return json_null();
 	control_get_stats(d->control, &s);
 	/* last_error quotes the server (an error page in any language) */
-	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:o, s:I}", "url",
-			 d->cfg->control.url, "cursor", d->sx.cursor, "polls", (json_int_t)s.polls,
+	return json_pack("{s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:o, s:I}", "url",
+			 utf8_json_string(d->cfg->control.url), "cursor", d->sx.cursor, "polls", (json_int_t)s.polls,
 			 "replies", (json_int_t)s.replies, "failures", (json_int_t)s.failures,
 			 "reports_sent", (json_int_t)s.reports_sent, "reports_failed",
 			 (json_int_t)s.reports_failed, "reports_queued", (json_int_t)s.reports_queued,

@@ -143,7 +143,7 @@ static int load_entry(json_t *o, struct blocklist *b, struct state_extra *x, cha
 		snprintf(x->dropped_why, sizeof(x->dropped_why),
 			 "entries[%zu] (%s from %s): created %lld, expires %lld out of range", i,
 			 addr, origin, (long long)created, (long long)expires);
-	return r == -ERANGE ? 0 : r < 0 ? r : 0;
+	return r == -ERANGE || r >= 0 ? 0 : r;
 }
 
 static int parse_state(json_t *root, struct blocklist *b, struct state_extra *x, char *err,
