@@ -193,8 +193,10 @@ static int parse_seen(json_t *seen, const char ***ids, size_t *n, char *err, siz
 	}
 	size_t i, count = json_array_size(seen);
 	json_t *id;
-	const char **v = count ? calloc(count, sizeof(*v)) : NULL;
-	if (count && !v) {
+	if (count == 0)
+		return 0;
+	const char **v = calloc(count, sizeof(*v));
+	if (!v) {
 		snprintf(err, errlen, "seen_ids: out of memory");
 		return -ENOMEM;
 	}
@@ -239,7 +241,7 @@ static int parse_state(json_t *root, struct blocklist *b, struct state_extra *x,
 	int r = parse_digests(root, &nx, err, errlen);
 	if (r < 0)
 		return r;
-	_cleanup_(freep) const char **ids = NULL;
+	const char **ids = NULL;
 	size_t n_ids = 0;
 	if ((r = parse_seen(seen, &ids, &n_ids, err, errlen)) < 0)
 		return r;
@@ -247,18 +249,20 @@ static int parse_state(json_t *root, struct blocklist *b, struct state_extra *x,
 	size_t i;
 	json_t *o;
 	json_array_foreach(entries, i, o) {
-		if ((r = load_entry(o, &nb, err, errlen, i)) < 0) {
-			bl_free(&nb);
-			return r;
-		}
+		if ((r = load_entry(o, &nb, err, errlen, i)) < 0)
+			break;
 	}
 	/* everything checked: swap in */
-	for (i = 0; x->seen && i < n_ids; i++)
+	for (i = 0; r == 0 && x->seen && i < n_ids; i++)
 		if (instr_seen_add(x->seen, ids[i]) < 0) {
-			bl_free(&nb);
 			snprintf(err, errlen, "seen_ids: out of memory");
-			return -ENOMEM;
+			r = -ENOMEM;
 		}
+	free(ids);
+	if (r < 0) {
+		bl_free(&nb);
+		return r;
+	}
 	nx.seen = x->seen;
 	*b = nb;
 	*x = nx;

@@ -41,7 +41,8 @@ struct state_extra {
 int state_save(const struct statedir *sd, const struct blocklist *b, const struct state_extra *x);
 
 /* Parses the bytes of a state file into the empty b and x, all or nothing:
- * on error b, x and x->seen are as they were. Returns 0, -EBADMSG (err
+ * on error b, x and x->seen are as they were (only running out of memory
+ * while adding the seen ids, the last step, can leave some added). Returns 0, -EBADMSG (err
  * says where and what) or -ENOMEM. Pure: no file system. */
 int state_parse(const char *buf, size_t len, struct blocklist *b, struct state_extra *x,
 		char *err, size_t errlen);
