@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -18,16 +19,24 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct statedir sd = { .fd = -1 };
+static char dir[64];
+
+static void remove_dir(void)
+{
+	unlinkat(sd.fd, STATE_FILE, 0);
+	statedir_close(&sd);
+	rmdir(dir);
+}
 
 static void open_dir(void)
 {
-	static char dir[64];
-	char err[512];
+	char err[512] = "";
 	snprintf(dir, sizeof(dir), "/tmp/cvz-fuzz-state-XXXXXX");
 	if (!mkdtemp(dir) || statedir_open(dir, geteuid(), false, &sd, err, sizeof(err)) < 0) {
 		fprintf(stderr, "fuzz_state: cannot set up %s: %s\n", dir, err);
 		abort();
 	}
+	atexit(remove_dir);
 }
 
 static void same_state(const struct blocklist *a, const struct state_extra *x,
