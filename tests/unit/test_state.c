@@ -318,6 +318,34 @@ static void test_statedir_checks(void **state)
 	assert_int_equal(statedir_open("var/lib/x", geteuid(), true, &s2, err, sizeof(err)), -EINVAL);
 }
 
+/* Item 3: handing state_dir over to the agent's user never follows a link
+ * planted in it. */
+static void test_hand_over_no_follow(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	char sub[128], victim[128], link_path[160], err[512];
+	struct statedir s2;
+	snprintf(sub, sizeof(sub), "%s/handover", dir);
+	snprintf(victim, sizeof(victim), "%s.victim", dir);
+	snprintf(link_path, sizeof(link_path), "%s/state.json", sub);
+	write_file(victim, "precious\n");
+	assert_int_equal(statedir_open(sub, 0, true, &s2, err, sizeof(err)), 0);
+	assert_int_equal(symlink(victim, link_path), 0);
+	const char *names[] = { "state.json", "policy.previous.json" };
+	assert_int_equal(statedir_hand_over(&s2, 4242, 4242, names, 2), 0);
+	struct stat st;
+	assert_int_equal(stat(victim, &st), 0);
+	assert_int_equal(st.st_uid, 0);
+	assert_int_equal(stat(sub, &st), 0);
+	assert_int_equal(st.st_uid, 4242);
+	assert_int_equal(lstat(link_path, &st), 0);
+	assert_int_equal(st.st_uid, 4242); /* the link itself */
+	statedir_close(&s2);
+	unlink(victim);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -328,6 +356,7 @@ int main(void)
 		cmocka_unit_test(test_planted_tmp_symlink),
 		cmocka_unit_test(test_untrusted_state_file),
 		cmocka_unit_test(test_statedir_checks),
+		cmocka_unit_test(test_hand_over_no_follow),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
