@@ -29,6 +29,7 @@
 #define REPAIR_DELAY_USEC (50 * 1000ULL)     /* let a burst of foreign events end */
 #define POLICY_PREVIOUS "policy.previous.json"
 #define POLICY_LAST_GOOD "policy.last-good.json" /* kept after a revert */
+#define POLICY_FILE_MAX (64u << 20) /* the policy file and its copies in state_dir */
 #define SEEN_IDS_MAX 10000 /* control API instruction ids remembered */
 
 static int64_t now_s(void)
@@ -63,7 +64,7 @@ static int load_policy(const char *file, struct policy **out, char digest[65], c
 {
 	char *buf;
 	size_t len;
-	int r = jp_read_file(file, "policy", 64u << 20, &buf, &len, d);
+	int r = jp_read_file(file, "policy", POLICY_FILE_MAX, &buf, &len, d);
 	if (r < 0)
 		return r;
 	r = policy_parse(file, buf, len, out, d);
@@ -109,18 +110,24 @@ void daemon_notify_status(const struct daemon *d)
 	sd_notifyf(0, "STATUS=%s", line);
 }
 
-static void save_now(struct daemon *d)
+static void journal_write_failed(const struct daemon *d, int r)
+{
+	struct audit_fields f = { .detail = strerror(-r) };
+	audit(AE_STATE_WRITE_FAILED, &f, "Could not write the state to %s: %s", d->sd.path,
+	      strerror(-r));
+}
+
+static int save_now(struct daemon *d)
 {
 	if (!d->state_dirty)
-		return;
-	int r = state_save(d->cfg->state_dir, &d->bl, &d->sx);
+		return 0;
+	int r = state_save(&d->sd, &d->bl, &d->sx);
 	if (r < 0) {
-		struct audit_fields f = { .detail = strerror(-r) };
-		audit(AE_STATE_WRITE_FAILED, &f, "Could not write the state to %s: %s",
-		      d->cfg->state_dir, strerror(-r));
-		return; /* stays dirty: the next change retries */
+		journal_write_failed(d, r);
+		return r; /* stays dirty: the next change retries */
 	}
 	d->state_dirty = false;
+	return 0;
 }
 
 static int on_save_timer(sd_event_source *s, uint64_t usec, void *ud)
@@ -470,78 +477,120 @@ int daemon_unblock(struct daemon *d, const struct cvz_prefix *p, enum bl_origin 
 	return r;
 }
 
-/* ---- reload and commit-confirmed ----------------------------------------- */
+/* ---- reload and commit-confirmed -----------------------------------------
+ *
+ * The files in state_dir and the state that names them are written in an
+ * order that leaves the last confirmed policy in force whenever the agent
+ * dies, at any step (docs/config.md, "Commit-confirmed"):
+ *   open:    policy.previous.json, then state.json (window, both digests),
+ *            then the kernel;
+ *   revert:  policy.last-good.json, the kernel, then state.json (reverted),
+ *            then policy.previous.json is removed;
+ *   confirm: state.json (no window), then the copies are removed.
+ * A file is only believed when state.json records its sha256, and the
+ * window or the revert only when the policy file still holds the policy
+ * they were about (see restore_confirm_window, keep_last_good). */
 
-static void previous_path(const struct daemon *d, char *buf, size_t len)
+/* A policy kept in state_dir, read through the checked directory and
+ * believed only when its bytes are the ones state.json recorded (want). */
+static int load_stored_policy(struct daemon *d, const char *name, const char *want,
+			      struct policy **out, char **text, size_t *len, char *detail,
+			      size_t dlen)
 {
-	snprintf(buf, len, "%s/%s", d->cfg->state_dir, POLICY_PREVIOUS);
+	_cleanup_(freep) char *buf = NULL;
+	char path[4200], digest[65];
+	size_t n = 0;
+	if (!want[0]) {
+		snprintf(detail, dlen, "state.json records no digest for %s/%s", d->sd.path, name);
+		return -EBADMSG;
+	}
+	int r = statedir_read(&d->sd, name, POLICY_FILE_MAX, &buf, &n, detail, dlen);
+	if (r < 0)
+		return r;
+	sha256_hex(buf, n, digest);
+	snprintf(path, sizeof(path), "%s/%s", d->sd.path, name);
+	if (strcmp(digest, want) != 0) {
+		snprintf(detail, dlen, "%s: its sha256 %.12s is not the %.12s recorded in %s", path,
+			 digest, want, STATE_FILE);
+		return -EBADMSG;
+	}
+	struct diags dg = { 0 };
+	r = policy_parse(path, buf, n, out, &dg);
+	if (r < 0)
+		diags_line(&dg, detail, dlen);
+	diags_free(&dg);
+	if (r < 0)
+		return r;
+	*text = TAKE_PTR(buf);
+	*len = n;
+	return 0;
 }
 
-static void last_good_path(const struct daemon *d, char *buf, size_t len)
+/* Writes nx with the runtime entries and makes it current only once it is
+ * on disk. */
+static int save_extra(struct daemon *d, const struct state_extra *nx)
 {
-	snprintf(buf, len, "%s/%s", d->cfg->state_dir, POLICY_LAST_GOOD);
+	int r = state_save(&d->sd, &d->bl, nx);
+	if (r < 0) {
+		journal_write_failed(d, r);
+		return r;
+	}
+	d->sx = *nx;
+	d->state_dirty = false;
+	daemon_notify_status(d);
+	return 0;
 }
 
-/* A policy other than the reverted one is in force for good: nothing to
- * guard against any more. */
-static void forget_reverted(struct daemon *d)
+/* Removes the policy copies the state on disk no longer names. */
+static void tidy_state_dir(struct daemon *d)
 {
-	char path[4200];
+	if (d->state_dirty)
+		return; /* the file on disk may still name them */
+	if (!d->sx.confirm_deadline)
+		statedir_remove(&d->sd, POLICY_PREVIOUS);
 	if (!d->sx.reverted_digest[0])
-		return;
-	d->sx.reverted_digest[0] = '\0';
-	last_good_path(d, path, sizeof(path));
-	unlink(path);
+		statedir_remove(&d->sd, POLICY_LAST_GOOD);
 }
 
-/* Writes the bytes of the policy in force to state_dir, so a revert also
- * works after a restart of the agent while the confirmation is pending. */
-static int keep_previous_copy(struct daemon *d)
+static void close_window(struct state_extra *x)
 {
-	char dst[4096];
-	previous_path(d, dst, sizeof(dst));
-	int fd = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	int r = 0;
-	if (write(fd, d->policy_text, d->policy_len) != (ssize_t)d->policy_len || fsync(fd) < 0)
-		r = -EIO;
-	close(fd);
-	return r;
+	x->confirm_deadline = 0;
+	x->trial_digest[0] = '\0';
+	x->previous_digest[0] = '\0';
 }
 
-static void end_confirm_window(struct daemon *d)
+static void drop_previous(struct daemon *d)
 {
-	char path[4096];
 	policy_free(d->previous);
 	d->previous = NULL;
 	free(d->previous_text);
 	d->previous_text = NULL;
-	d->sx.confirm_deadline = 0;
 	sd_event_source_set_enabled(d->confirm_timer, SD_EVENT_OFF);
-	previous_path(d, path, sizeof(path));
-	unlink(path);
-	daemon_state_changed_now(d);
 }
 
 static void revert_now(struct daemon *d)
 {
 	char err[1024];
 	struct audit_fields f = { .digest = d->previous_digest };
-	int r = daemon_apply_policy(d, d->previous, false, err, sizeof(err));
+	/* the policy file still holds the reverted policy: keep the restored
+	   one's bytes before the state says so, so a restart never applies the
+	   reverted one without a window. Harmless if we die right after: no
+	   state names the copy yet, or it names these same bytes. */
+	int r = statedir_write_buf(&d->sd, POLICY_LAST_GOOD, d->previous_text, d->previous_len);
+	if (r < 0) {
+		journal_write_failed(d, r);
+		return; /* keep the window open: the timer retries */
+	}
+	r = daemon_apply_policy(d, d->previous, false, err, sizeof(err));
 	if (r < 0) {
 		f.detail = err;
 		audit(AE_KERNEL_ERROR, &f, "Could not restore the previous policy: %s", err);
-		return; /* keep the window open: the timer is re-armed below */
+		return; /* keep the window open: the timer retries */
 	}
-	/* the file on disk still holds the reverted policy: remember it, and
-	   keep the restored one's bytes, so a restart does not apply it again
-	   without a confirmation window */
-	char prev[4200], good[4200];
-	previous_path(d, prev, sizeof(prev));
-	last_good_path(d, good, sizeof(good));
-	if (rename(prev, good) == 0)
-		memcpy(d->sx.reverted_digest, d->digest, sizeof(d->digest));
+	struct state_extra nx = d->sx;
+	close_window(&nx);
+	memcpy(nx.reverted_digest, d->digest, sizeof(d->digest));
+	memcpy(nx.last_good_digest, d->previous_digest, sizeof(d->previous_digest));
 	struct policy *tmp = d->policy;
 	d->policy = d->previous;
 	d->previous = tmp;
@@ -552,7 +601,15 @@ static void revert_now(struct daemon *d)
 	memcpy(d->digest, d->previous_digest, sizeof(d->digest));
 	audit(AE_POLICY_REVERTED, &f,
 	      "Reload was not confirmed in time: restored the previous policy %.12s", d->digest);
-	end_confirm_window(d);
+	drop_previous(d);
+	if (save_extra(d, &nx) < 0) {
+		/* the kernel holds the restored policy; the file on disk still
+		   names the closed window, so a restart reverts again: retry */
+		d->sx = nx;
+		state_changed(d);
+		return;
+	}
+	tidy_state_dir(d);
 }
 
 static int on_confirm_timer(sd_event_source *s, uint64_t usec, void *ud)
@@ -585,6 +642,24 @@ static int reload_rejected(const char *what, const char *detail, const struct ac
 	return r;
 }
 
+/* Records the window before the kernel sees the trial policy (digest):
+ * from here on a crash restarts into the window, which reverts. */
+static int open_window(struct daemon *d, const char *digest, uint64_t confirm_within,
+		       char *detail, size_t dlen)
+{
+	int r = statedir_write_buf(&d->sd, POLICY_PREVIOUS, d->policy_text, d->policy_len);
+	struct state_extra nx = d->sx;
+	nx.confirm_deadline = now_s() + (int64_t)confirm_within;
+	memcpy(nx.trial_digest, digest, sizeof(nx.trial_digest));
+	memcpy(nx.previous_digest, d->digest, sizeof(nx.previous_digest));
+	if (r == 0)
+		r = save_extra(d, &nx);
+	if (r < 0)
+		snprintf(detail, dlen, "cannot keep a copy of the running policy in %s: %s",
+			 d->sd.path, strerror(-r));
+	return r;
+}
+
 int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor *a, char *err,
 		  size_t errlen)
 {
@@ -593,9 +668,13 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 	struct diags dg = { 0 };
 	struct agent_config *cfg = NULL;
 	struct policy *p = NULL;
-	if (confirm_within && d->sx.confirm_deadline) {
-		snprintf(err, errlen, "a reload is already awaiting confirmation; confirm it first");
-		return -EBUSY;
+	/* a confirmation is the operator's explicit word: a SIGHUP from a
+	   deploy hook must neither confirm the trial nor stack another one */
+	if (d->sx.confirm_deadline) {
+		snprintf(detail, sizeof(detail),
+			 "the reload of policy %.12s is awaiting confirmation for %llds more: confirm it (cloudviz-agent confirm) or let it revert, then reload",
+			 d->digest, (long long)(d->sx.confirm_deadline - now_s()));
+		return reload_rejected("Reload", detail, a, err, errlen, -EBUSY);
 	}
 	int r = config_load(d->config_path, &cfg, &dg);
 	if (r == 0)
@@ -616,12 +695,10 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 		config_free(cfg);
 		return reload_rejected("Reload", detail, a, err, errlen, -EPERM);
 	}
-	if (confirm_within && (r = keep_previous_copy(d)) < 0) {
+	if (confirm_within && (r = open_window(d, digest, confirm_within, err, errlen)) < 0) {
 		policy_free(p);
 		free(text);
 		config_free(cfg);
-		snprintf(err, errlen, "cannot keep a copy of the running policy in %s: %s",
-			 d->cfg->state_dir, strerror(-r));
 		return r;
 	}
 	r = daemon_apply_policy(d, p, false, detail, sizeof(detail));
@@ -629,6 +706,12 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 		policy_free(p);
 		free(text);
 		config_free(cfg);
+		if (confirm_within) { /* nothing changed: take the window back */
+			struct state_extra nx = d->sx;
+			close_window(&nx);
+			if (save_extra(d, &nx) == 0)
+				tidy_state_dir(d);
+		}
 		return reload_rejected("Policy", detail, a, err, errlen, r);
 	}
 	if (confirm_within) {
@@ -636,12 +719,12 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 		d->previous_text = d->policy_text;
 		d->previous_len = d->policy_len;
 		memcpy(d->previous_digest, d->digest, sizeof(d->digest));
-		d->sx.confirm_deadline = now_s() + (int64_t)confirm_within;
 		arm_confirm(d);
 	} else {
 		policy_free(d->policy);
 		free(d->policy_text);
-		forget_reverted(d);
+		/* a policy other than the reverted one is in force for good */
+		d->sx.reverted_digest[0] = d->sx.last_good_digest[0] = '\0';
 	}
 	d->policy = p;
 	d->policy_text = text;
@@ -665,6 +748,7 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 	else
 		audit(AE_POLICY_APPLIED, &f, "Applied policy %.12s from %s", d->digest, d->cfg->policy);
 	daemon_state_changed_now(d);
+	tidy_state_dir(d);
 	return 0;
 }
 
@@ -674,11 +758,22 @@ int daemon_confirm(struct daemon *d, const struct actor *a, char *err, size_t er
 		snprintf(err, errlen, "no reload is awaiting confirmation");
 		return -ENOENT;
 	}
+	/* recorded first: until state.json says so, a restart still reverts */
+	struct state_extra nx = d->sx;
+	close_window(&nx);
+	nx.reverted_digest[0] = nx.last_good_digest[0] = '\0';
+	int r = save_extra(d, &nx);
+	if (r < 0) {
+		snprintf(err, errlen,
+			 "cannot record the confirmation in %s: %s; the reload is still awaiting confirmation",
+			 d->sd.path, strerror(-r));
+		return r;
+	}
 	struct audit_fields f = { .digest = d->digest };
 	actor_fields(&f, a);
 	audit(AE_POLICY_CONFIRMED, &f, "Policy %.12s confirmed", d->digest);
-	forget_reverted(d);
-	end_confirm_window(d);
+	drop_previous(d);
+	tidy_state_dir(d);
 	return 0;
 }
 
@@ -779,81 +874,95 @@ static int startup_failed(const char *what, const char *detail)
  * on from the policy alone (no crash loop). */
 static void restore_state(struct daemon *d)
 {
-	char err[512], moved[4200];
-	int r = state_load(d->cfg->state_dir, &d->bl, &d->sx, err, sizeof(err), moved, sizeof(moved));
+	char err[1024], moved[4200];
+	int r = state_load(&d->sd, &d->bl, &d->sx, err, sizeof(err), moved, sizeof(moved));
 	struct audit_fields f = { .detail = err };
 	if (r == -EBADMSG)
-		audit(AE_STATE_CORRUPT, &f, "State file is corrupt (%s); moved to %s, starting from the policy alone",
+		audit(AE_STATE_CORRUPT, &f, "State file is corrupt or not trusted (%s); moved to %s, starting from the policy alone",
 		      err, moved);
 	else if (r < 0 && r != -ENOENT)
 		audit(AE_STATE_CORRUPT, &f, "State file is unreadable (%s); starting from the policy alone", err);
 	else if (r == 0)
 		audit(AE_STATE_RESTORED, NULL, "Restored %zu blocklist entries from %s/%s", d->bl.n,
-		      d->cfg->state_dir, STATE_FILE);
+		      d->sd.path, STATE_FILE);
 	if (r == 0 && d->sx.dropped) {
 		f.detail = d->sx.dropped_why;
 		audit(AE_STATE_CORRUPT, &f,
 		      "Left out %zu entries of %s/%s with impossible times, kept the rest; first: %s",
-		      d->sx.dropped, d->cfg->state_dir, STATE_FILE, d->sx.dropped_why);
+		      d->sx.dropped, d->sd.path, STATE_FILE, d->sx.dropped_why);
 	}
 	bl_expire(&d->bl, now_s(), journal_expired, NULL);
 }
 
-/* A reload that was awaiting confirmation when the agent stopped. */
+/* A reload that was awaiting confirmation when the agent stopped. The
+ * window is believed only when the policy file still holds the policy put
+ * on trial: a changed file is the operator's newer word and wins, and a
+ * window not bound to both policies by digest (planted, or written by an
+ * older version) never overrides the file. */
 static void restore_confirm_window(struct daemon *d)
 {
-	char path[4096], digest[65];
-	struct diags dg = { 0 };
+	char detail[2048];
+	const char *why = NULL;
 	if (!d->sx.confirm_deadline)
 		return;
-	previous_path(d, path, sizeof(path));
-	if (load_policy(path, &d->previous, digest, &d->previous_text, &d->previous_len, &dg) < 0) {
-		char detail[1024];
-		diags_line(&dg, detail, sizeof(detail));
-		struct audit_fields f = { .detail = detail };
-		audit(AE_STATE_CORRUPT, &f, "Cannot read the policy to revert to (%s); keeping the new one",
-		      detail);
-		d->sx.confirm_deadline = 0;
-	} else {
-		memcpy(d->previous_digest, digest, sizeof(digest));
+	if (!d->sx.trial_digest[0] || !d->sx.previous_digest[0])
+		why = "it does not record the digests of the policies it is about";
+	else if (strcmp(d->digest, d->sx.trial_digest) != 0)
+		why = "the policy file changed since the window opened";
+	int r = why ? 0
+		    : load_stored_policy(d, POLICY_PREVIOUS, d->sx.previous_digest, &d->previous,
+					 &d->previous_text, &d->previous_len, detail,
+					 sizeof(detail));
+	if (why || r < 0) {
+		struct audit_fields f = { .digest = d->digest, .detail = why ? why : detail };
+		audit(AE_STATE_CORRUPT, &f,
+		      "Not resuming the confirmation window recorded in %s/%s (%s): running the policy file %s (%.12s)",
+		      d->sd.path, STATE_FILE, f.detail, d->cfg->policy, d->digest);
+		close_window(&d->sx);
+		d->state_dirty = true;
+		return;
 	}
-	diags_free(&dg);
+	memcpy(d->previous_digest, d->sx.previous_digest, sizeof(d->previous_digest));
 }
 
 /* The policy file still holds a policy that was reverted (the agent cannot
  * write /etc): start with the last confirmed one kept in state_dir, so a
- * restart or reboot never applies an unconfirmed policy without its window. */
+ * restart or reboot never applies an unconfirmed policy without its window.
+ * Only then: any other content of the file (or a copy whose digest is not
+ * the recorded one) and the file wins. */
 static void keep_last_good(struct daemon *d)
 {
-	char path[4200], digest[65], *text = NULL;
+	char detail[2048], *text = NULL;
 	size_t len = 0;
 	struct policy *p = NULL;
-	struct diags dg = { 0 };
-	if (!d->sx.reverted_digest[0] || d->sx.confirm_deadline ||
-	    strcmp(d->digest, d->sx.reverted_digest) != 0)
+	if (!d->sx.reverted_digest[0] || d->sx.confirm_deadline)
 		return;
-	last_good_path(d, path, sizeof(path));
-	struct audit_fields f = { .digest = d->sx.reverted_digest };
-	if (load_policy(path, &p, digest, &text, &len, &dg) < 0) {
-		char detail[1024];
-		diags_line(&dg, detail, sizeof(detail));
-		f.detail = detail;
-		audit(AE_STATE_CORRUPT, &f,
-		      "%s holds the reverted policy %.12s, but the last confirmed one cannot be read (%s): applying the file",
-		      d->cfg->policy, d->sx.reverted_digest, detail);
-		diags_free(&dg);
+	if (strcmp(d->digest, d->sx.reverted_digest) != 0) {
+		/* the operator changed the file: the revert is history */
+		d->sx.reverted_digest[0] = d->sx.last_good_digest[0] = '\0';
+		d->state_dirty = true;
 		return;
 	}
-	diags_free(&dg);
+	struct audit_fields f = { .digest = d->sx.reverted_digest };
+	if (load_stored_policy(d, POLICY_LAST_GOOD, d->sx.last_good_digest, &p, &text, &len,
+			       detail, sizeof(detail)) < 0) {
+		f.detail = detail;
+		audit(AE_STATE_CORRUPT, &f,
+		      "%s holds the reverted policy %.12s, but the last confirmed one cannot be used (%s): applying the file",
+		      d->cfg->policy, d->sx.reverted_digest, detail);
+		d->sx.reverted_digest[0] = d->sx.last_good_digest[0] = '\0';
+		d->state_dirty = true;
+		return;
+	}
 	policy_free(d->policy);
 	free(d->policy_text);
 	d->policy = p;
 	d->policy_text = text;
 	d->policy_len = len;
-	memcpy(d->digest, digest, sizeof(digest));
+	memcpy(d->digest, d->sx.last_good_digest, sizeof(d->digest));
 	audit(AE_POLICY_REVERTED, &f,
-	      "%s still holds the policy %.12s that was not confirmed and was reverted: running the last confirmed policy %.12s from %s; fix the file, or try it again with reload --confirm-within",
-	      d->cfg->policy, d->sx.reverted_digest, d->digest, path);
+	      "%s still holds the policy %.12s that was not confirmed and was reverted: running the last confirmed policy %.12s from %s/%s; fix the file, or try it again with reload --confirm-within",
+	      d->cfg->policy, d->sx.reverted_digest, d->digest, d->sd.path, POLICY_LAST_GOOD);
 }
 
 static int add_timers(struct daemon *d)
@@ -949,31 +1058,27 @@ static int load_all(struct daemon *d)
 	char err[512];
 	if (d->cfg->user && sandbox_lookup_user(d->cfg->user, &d->user, err, sizeof(err)) < 0)
 		return startup_failed("config", err);
-	if (mkdir(d->cfg->state_dir, 0700) < 0 && errno != EEXIST)
-		return startup_failed(d->cfg->state_dir, strerror(errno));
+	/* the one check of state_dir: from here on it is only reached through
+	   this descriptor */
+	uid_t owner = d->user.set ? d->user.uid : geteuid();
+	if (statedir_open(d->cfg->state_dir, owner, true, &d->sd, err, sizeof(err)) < 0)
+		return startup_failed("state_dir", err);
 	return 0;
 }
 
 /* Started as root: the state must stay writable for whoever we are after
- * the drop (no CAP_DAC_OVERRIDE then), the configured user or uid 0, also
- * when the config changed between the two. A unit's StateDirectory= does
- * this by itself. Best effort: where it fails (a read-only file system),
- * saving fails later and is journaled as state_write_failed, as it would
- * without the sandbox. */
-static void hand_over_state_dir(const struct daemon *d)
+ * the drop (no CAP_DAC_OVERRIDE then), the configured user or uid 0. A
+ * unit's StateDirectory= does this by itself. Never follows a symlink.
+ * Best effort: where it fails (a read-only file system), saving fails later
+ * and is journaled as state_write_failed, as it would without the sandbox. */
+static void hand_over_state_dir(struct daemon *d)
 {
-	static const char *const files[] = { STATE_FILE, POLICY_PREVIOUS };
+	static const char *const files[] = { STATE_FILE, POLICY_PREVIOUS, POLICY_LAST_GOOD };
 	if (geteuid() != 0)
 		return;
 	uid_t uid = d->user.set ? d->user.uid : 0;
 	gid_t gid = d->user.set ? d->user.gid : 0;
-	if (chown(d->cfg->state_dir, uid, gid) < 0)
-		return;
-	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
-		char path[4200];
-		snprintf(path, sizeof(path), "%s/%s", d->cfg->state_dir, files[i]);
-		(void)!chown(path, uid, gid);
-	}
+	(void)statedir_hand_over(&d->sd, uid, gid, files, ELEMENTSOF(files));
 }
 
 /* Everything that needs privilege is open: keep CAP_NET_ADMIN alone, become
@@ -1016,6 +1121,7 @@ static void daemon_free(struct daemon *d)
 	cvz_rangeset_free(&d->dynamic);
 	free(d->skeleton);
 	bl_view_free(&d->view);
+	statedir_close(&d->sd);
 }
 
 /* The start-up order:
@@ -1031,7 +1137,8 @@ static void daemon_free(struct daemon *d)
  *  6. tell systemd we are ready, and serve. */
 int daemon_run(const struct daemon_options *opt)
 {
-	struct daemon d = { .config_path = opt->config_path, .monitor_fd = -1, .ctl_fd = -1 };
+	struct daemon d = { .config_path = opt->config_path, .monitor_fd = -1, .ctl_fd = -1,
+			    .sd = { .fd = -1 } };
 	char err[1024];
 	int rc = load_all(&d);
 	if (rc == 0 && !(d.seen = d.sx.seen = instr_seen_new(SEEN_IDS_MAX)))
@@ -1068,7 +1175,8 @@ int daemon_run(const struct daemon_options *opt)
 		sd_notifyf(0, "READY=1\nSTATUS=%s", status);
 		release_memory();
 		d.state_dirty = true;
-		save_now(&d);
+		if (save_now(&d) == 0)
+			tidy_state_dir(&d);
 		rc = sd_event_loop(d.ev) < 0 ? 1 : 0;
 	}
 	daemon_free(&d);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,11 @@ static void put_string(FILE *f, const char *str)
 	fputc('"', f);
 }
 
+struct state_write {
+	const struct blocklist *b;
+	const struct state_extra *x;
+};
+
 /* Written entry by entry rather than built as one jansson tree: at 10^5
  * control entries the tree took most of a second and 100 MB. */
 static void write_state(FILE *f, const struct blocklist *b, const struct state_extra *x)
@@ -46,8 +52,8 @@ static void write_state(FILE *f, const struct blocklist *b, const struct state_e
 	fprintf(f, "{\"version\":%d,\"lockdown\":%s,\"confirm_deadline\":%lld,\"cursor\":",
 		STATE_VERSION, x->lockdown ? "true" : "false", (long long)x->confirm_deadline);
 	put_string(f, x->cursor);
-	fputs(",\"reverted_digest\":", f);
-	put_string(f, x->reverted_digest);
+	fprintf(f, ",\"reverted_digest\":\"%s\",\"trial_digest\":\"%s\",\"previous_digest\":\"%s\",\"last_good_digest\":\"%s\"",
+		x->reverted_digest, x->trial_digest, x->previous_digest, x->last_good_digest);
 	fputs(",\"entries\":[", f);
 	for (size_t i = 0; i < b->n; i++) {
 		const struct bl_entry *e = &b->v[i];
@@ -76,154 +82,233 @@ static void write_state(FILE *f, const struct blocklist *b, const struct state_e
 	fputs("]}\n", f);
 }
 
-int state_save(const char *dir, const struct blocklist *b, const struct state_extra *x)
+/* write_fn of statedir_write */
+static void write_state_cb(FILE *f, const void *ud)
 {
-	char tmp[4096], dst[4096];
-	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, STATE_FILE);
-	snprintf(dst, sizeof(dst), "%s/%s", dir, STATE_FILE);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	FILE *f = fdopen(fd, "w");
-	if (!f) {
-		int r = -errno;
-		close(fd);
-		unlink(tmp);
-		return r;
+	const struct state_write *w = ud;
+	write_state(f, w->b, w->x);
+}
+
+int state_save(const struct statedir *sd, const struct blocklist *b, const struct state_extra *x)
+{
+	struct state_write w = { b, x };
+	return statedir_write(sd, STATE_FILE, write_state_cb, &w);
+}
+
+/* "" or 64 lowercase hex digits. */
+static bool digest_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n != 0 && n != 64)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* One stored entry, as read, before it is believed. */
+struct stored_entry {
+	const char *addr, *origin, *reason, *incident;
+	json_int_t created, expires;
+	struct cvz_prefix prefix;
+	enum bl_origin og;
+};
+
+/* Per-entry validation: every check of a stored entry's values goes here
+ * (the caller has already unpacked the fields). Returns 0 or -EBADMSG with
+ * err set. */
+static int entry_check(struct stored_entry *e, size_t i, char *err, size_t errlen)
+{
+	if (cvz_prefix_parse(e->addr, &e->prefix, NULL, NULL, 0) < 0 ||
+	    bl_origin_lookup(e->origin, &e->og) < 0 || e->og == ORIGIN_POLICY ||
+	    e->og == ORIGIN_FILE) {
+		utf8_snprintf(err, errlen, "entries[%zu]: bad entry \"%s\" from \"%s\"", i, e->addr,
+			      e->origin);
+		return -EBADMSG;
 	}
-	setvbuf(f, NULL, _IOFBF, 1u << 16);
-	write_state(f, b, x);
-	int r = fflush(f) == 0 && !ferror(f) ? 0 : -(errno ? errno : EIO);
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	if (fclose(f) != 0 && r == 0)
-		r = -errno;
-	if (r == 0 && rename(tmp, dst) < 0)
-		r = -errno;
-	if (r < 0) {
-		unlink(tmp);
-		return r;
-	}
-	/* the rename itself must reach the disk */
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		if (fsync(dfd) < 0)
-			r = -errno;
-		close(dfd);
-	}
-	return r;
+	return 0;
 }
 
 static int load_entry(json_t *o, struct blocklist *b, struct state_extra *x, char *err,
 		      size_t errlen, size_t i)
 {
-	const char *addr = NULL, *origin = NULL, *reason = NULL, *incident = NULL;
-	json_int_t created = 0, expires = 0;
+	struct stored_entry e = { 0 };
 	json_error_t je;
-	struct cvz_prefix p;
-	enum bl_origin og;
-	if (json_unpack_ex(o, &je, JSON_STRICT, "{s:s, s:s, s:I, s:I, s?s, s?s}", "addr", &addr,
-			   "origin", &origin, "created", &created, "expires", &expires, "reason",
-			   &reason, "incident", &incident) < 0) {
+	if (json_unpack_ex(o, &je, JSON_STRICT, "{s:s, s:s, s:I, s:I, s?s, s?s}", "addr", &e.addr,
+			   "origin", &e.origin, "created", &e.created, "expires", &e.expires,
+			   "reason", &e.reason, "incident", &e.incident) < 0) {
 		snprintf(err, errlen, "entries[%zu]: %s", i, je.text);
 		return -EBADMSG;
 	}
-	if (cvz_prefix_parse(addr, &p, NULL, NULL, 0) < 0 || bl_origin_lookup(origin, &og) < 0 ||
-	    og == ORIGIN_POLICY || og == ORIGIN_FILE) {
-		snprintf(err, errlen, "entries[%zu]: bad entry \"%s\" from \"%s\"", i, addr, origin);
-		return -EBADMSG;
-	}
+	int r = entry_check(&e, i, err, errlen);
+	if (r < 0)
+		return r;
 	/* restored with the stored absolute expiry, not a fresh TTL; impossible
 	   times drop this entry alone (the caller journals it), not the file */
-	struct bl_entry e = { .prefix = p, .origin = (uint8_t)og, .created = created,
-			      .expires = expires, .reason = (char *)reason,
-			      .incident = (char *)incident };
-	int r = bl_restore(b, &e, (int64_t)time(NULL));
+	struct bl_entry be = { .prefix = e.prefix, .origin = (uint8_t)e.og, .created = e.created,
+			       .expires = e.expires, .reason = (char *)e.reason,
+			       .incident = (char *)e.incident };
+	r = bl_restore(b, &be, (int64_t)time(NULL));
 	if (r == -ERANGE && x->dropped++ == 0)
 		snprintf(x->dropped_why, sizeof(x->dropped_why),
 			 "entries[%zu] (%s from %s): created %lld, expires %lld out of range", i,
-			 addr, origin, (long long)created, (long long)expires);
+			 e.addr, e.origin, (long long)e.created, (long long)e.expires);
+	if (r == -ENOMEM)
+		snprintf(err, errlen, "entries[%zu]: out of memory", i);
 	return r == -ERANGE || r >= 0 ? 0 : r;
 }
 
+/* The optional digest fields, each "" or a sha256 in hex. */
+static int parse_digests(json_t *root, struct state_extra *x, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "reverted_digest", "trial_digest", "previous_digest",
+					    "last_good_digest" };
+	char *dst[] = { x->reverted_digest, x->trial_digest, x->previous_digest,
+			x->last_good_digest };
+	for (size_t k = 0; k < ELEMENTSOF(keys); k++) {
+		json_t *v = json_object_get(root, keys[k]);
+		const char *s = v ? json_string_value(v) : "";
+		if (!s || !digest_ok(s)) {
+			snprintf(err, errlen, "%s: not a sha256 digest", keys[k]);
+			return -EBADMSG;
+		}
+		memcpy(dst[k], s, strlen(s) + 1);
+	}
+	return 0;
+}
+
+/* The ids in seen_ids, checked all before any is believed. */
+static int parse_seen(json_t *seen, const char ***ids, size_t *n, char *err, size_t errlen)
+{
+	*ids = NULL;
+	*n = 0;
+	if (!seen)
+		return 0;
+	if (!json_is_array(seen)) {
+		snprintf(err, errlen, "seen_ids is not an array");
+		return -EBADMSG;
+	}
+	size_t i, count = json_array_size(seen);
+	json_t *id;
+	if (count == 0)
+		return 0;
+	const char **v = calloc(count, sizeof(*v));
+	if (!v) {
+		snprintf(err, errlen, "seen_ids: out of memory");
+		return -ENOMEM;
+	}
+	json_array_foreach(seen, i, id) {
+		const char *s = json_string_value(id);
+		if (!s || !s[0] || strlen(s) >= INSTR_ID_MAX) {
+			snprintf(err, errlen, "seen_ids[%zu]: not an instruction id", i);
+			free(v);
+			return -EBADMSG;
+		}
+		v[i] = s;
+	}
+	*ids = v;
+	*n = count;
+	return 0;
+}
+
+/* Builds the new state beside the caller's (nb, nx) and hands it over only
+ * when the whole file was good: a corrupt file leaves nothing behind. */
 static int parse_state(json_t *root, struct blocklist *b, struct state_extra *x, char *err,
 		       size_t errlen)
 {
 	json_t *entries, *seen = NULL;
 	int version, lockdown;
 	json_int_t deadline;
-	const char *cursor, *reverted = "";
+	const char *cursor;
 	json_error_t je;
 	if (json_unpack_ex(root, &je, 0, "{s:i, s:o, s:b, s:I, s:s, s?o}", "version", &version,
 			   "entries", &entries, "lockdown", &lockdown, "confirm_deadline",
-			   &deadline, "cursor", &cursor, "seen_ids", &seen) < 0 ||
-	    json_unpack_ex(root, &je, 0, "{s?s}", "reverted_digest", &reverted) < 0) {
+			   &deadline, "cursor", &cursor, "seen_ids", &seen) < 0) {
 		snprintf(err, errlen, "%s", je.text);
 		return -EBADMSG;
 	}
 	if (version != STATE_VERSION || !json_is_array(entries) ||
-	    strlen(cursor) >= sizeof(x->cursor) || strlen(reverted) >= sizeof(x->reverted_digest)) {
-		snprintf(err, errlen, "unsupported version %d or bad entries/cursor", version);
+	    strlen(cursor) >= sizeof(x->cursor) || deadline < 0) {
+		snprintf(err, errlen, "unsupported version %d or bad entries/cursor/confirm_deadline",
+			 version);
 		return -EBADMSG;
 	}
+	struct state_extra nx = { .lockdown = lockdown, .confirm_deadline = deadline };
+	snprintf(nx.cursor, sizeof(nx.cursor), "%s", cursor);
+	int r = parse_digests(root, &nx, err, errlen);
+	if (r < 0)
+		return r;
+	const char **ids = NULL;
+	size_t n_ids = 0;
+	if ((r = parse_seen(seen, &ids, &n_ids, err, errlen)) < 0)
+		return r;
+	struct blocklist nb = { 0 };
 	size_t i;
 	json_t *o;
 	json_array_foreach(entries, i, o) {
-		int r = load_entry(o, b, x, err, errlen, i);
-		if (r < 0)
-			return r;
+		if ((r = load_entry(o, &nb, &nx, err, errlen, i)) < 0)
+			break;
 	}
-	json_t *id;
-	if (seen && !json_is_array(seen)) {
-		snprintf(err, errlen, "seen_ids is not an array");
-		return -EBADMSG;
-	}
-	json_array_foreach(seen, i, id) {
-		const char *s = json_string_value(id);
-		if (!s || !s[0] || strlen(s) >= INSTR_ID_MAX) {
-			snprintf(err, errlen, "seen_ids[%zu]: not an instruction id", i);
-			return -EBADMSG;
+	/* everything checked: swap in */
+	for (i = 0; r == 0 && x->seen && i < n_ids; i++)
+		if (instr_seen_add(x->seen, ids[i]) < 0) {
+			snprintf(err, errlen, "seen_ids: out of memory");
+			r = -ENOMEM;
 		}
-		if (x->seen && instr_seen_add(x->seen, s) < 0)
-			return -ENOMEM;
+	free(ids);
+	if (r < 0) {
+		bl_free(&nb);
+		return r;
 	}
-	x->lockdown = lockdown;
-	x->confirm_deadline = deadline;
-	snprintf(x->cursor, sizeof(x->cursor), "%s", cursor);
-	snprintf(x->reverted_digest, sizeof(x->reverted_digest), "%s", reverted);
+	nx.seen = x->seen;
+	*b = nb;
+	*x = nx;
 	return 0;
 }
 
-int state_load(const char *dir, struct blocklist *b, struct state_extra *x, char *err,
+int state_parse(const char *buf, size_t len, struct blocklist *b, struct state_extra *x,
+		char *err, size_t errlen)
+{
+	json_error_t je;
+	json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+	if (!root) {
+		snprintf(err, errlen, "%d:%d: %s", je.line, je.column, je.text);
+		return -EBADMSG;
+	}
+	int r = json_is_object(root) ? parse_state(root, b, x, err, errlen) : -EBADMSG;
+	if (!json_is_object(root))
+		snprintf(err, errlen, "not a JSON object");
+	json_decref(root);
+	return r;
+}
+
+int state_load(const struct statedir *sd, struct blocklist *b, struct state_extra *x, char *err,
 	       size_t errlen, char *moved_to, size_t movedlen)
 {
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/%s", dir, STATE_FILE);
 	struct instr_seen *seen = x->seen;
 	memset(x, 0, sizeof(*x));
 	x->seen = seen;
-	json_error_t je;
-	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-	int r = 0;
-	if (!root) {
-		struct stat st;
-		if (stat(path, &st) < 0) {
-			snprintf(err, errlen, "%s: %s", path, strerror(errno));
-			return -errno;
-		}
-		snprintf(err, errlen, "%s:%d:%d: %s", path, je.line, je.column, je.text);
-		r = -EBADMSG;
-	} else {
-		r = parse_state(root, b, x, err, errlen);
-		json_decref(root);
+	moved_to[0] = '\0';
+	_cleanup_(freep) char *buf = NULL;
+	size_t len = 0;
+	char why[512];
+	int r = statedir_read(sd, STATE_FILE, STATE_FILE_MAX, &buf, &len, err, errlen);
+	if (r == -ENOENT)
+		return r;
+	/* a symlink, a foreign or linked file, or one too big: not believed,
+	   moved aside like a corrupt one (its contents never read) */
+	if (r == -ELOOP || r == -EINVAL || r == -EPERM || r == -EFBIG) {
+		statedir_move_aside(sd, STATE_FILE, moved_to, movedlen);
+		return -EBADMSG;
 	}
-	if (r == -EBADMSG) {
-		bl_free(b);
-		memset(x, 0, sizeof(*x));
-		x->seen = seen;
-		snprintf(moved_to, movedlen, "%s.corrupt-%lld", path, (long long)time(NULL));
-		if (rename(path, moved_to) < 0)
-			snprintf(moved_to, movedlen, "(could not move it aside: %s)", strerror(errno));
-	}
+	if (r < 0)
+		return r;
+	r = state_parse(buf, len, b, x, why, sizeof(why));
+	if (r == 0)
+		return 0;
+	snprintf(err, errlen, "%s/%s: %s", sd->path, STATE_FILE, why);
+	if (r == -EBADMSG)
+		statedir_move_aside(sd, STATE_FILE, moved_to, movedlen);
 	return r;
 }

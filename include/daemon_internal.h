@@ -15,6 +15,7 @@
 #include "policy.h"
 #include "sandbox.h"
 #include "state.h"
+#include "statedir.h"
 
 struct daemon {
 	sd_event *ev;
@@ -50,6 +51,7 @@ struct daemon {
 	struct instr_seen *seen;  /* instruction ids carried out, persisted */
 	int64_t cert_not_after;   /* client certificate, for cert_expiring */
 	struct sandbox_user user; /* config "user": who we become after start-up */
+	struct statedir sd;       /* state_dir, checked once at start-up */
 	sd_event_source *cert_timer;
 };
 

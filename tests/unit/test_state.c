@@ -8,26 +8,55 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "state.h"
+#include "statedir.h"
 
 static char dir[64];
+static struct statedir sd = { .fd = -1 };
 
 static int setup(void **state)
 {
 	(void)state;
+	char err[512];
 	snprintf(dir, sizeof(dir), "/tmp/cvz-state-XXXXXX");
-	return mkdtemp(dir) ? 0 : -1;
+	if (!mkdtemp(dir))
+		return -1;
+	if (statedir_open(dir, geteuid(), false, &sd, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return -1;
+	}
+	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
 	char cmd[128];
+	statedir_close(&sd);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void read_file(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t n = fread(buf, 1, len - 1, f);
+	buf[n] = '\0';
+	fclose(f);
 }
 
 static void test_round_trip(void **state)
@@ -41,9 +70,9 @@ static void test_round_trip(void **state)
 	bl_add(&b, &n6, ORIGIN_CONTROL, 0, NULL, NULL, 1000);
 	struct state_extra x = { .lockdown = true, .confirm_deadline = 5000 }, gx;
 	snprintf(x.cursor, sizeof(x.cursor), "c-42");
-	assert_int_equal(state_save(dir, &b, &x), 0);
+	assert_int_equal(state_save(&sd, &b, &x), 0);
 	char err[256], moved[512];
-	assert_int_equal(state_load(dir, &got, &gx, err, sizeof(err), moved, sizeof(moved)), 0);
+	assert_int_equal(state_load(&sd, &got, &gx, err, sizeof(err), moved, sizeof(moved)), 0);
 	assert_int_equal(got.n, 2);
 	assert_int_equal(got.v[0].expires, 4600);
 	assert_int_equal(got.v[0].created, 1000);
@@ -76,9 +105,9 @@ static void test_escaping_and_seen_ids(void **state)
 	instr_seen_add(seen, "ins-1");
 	struct state_extra x = { .seen = seen }, gx = { .seen = seen2 };
 	snprintf(x.cursor, sizeof(x.cursor), "c\"1");
-	assert_int_equal(state_save(dir, &b, &x), 0);
+	assert_int_equal(state_save(&sd, &b, &x), 0);
 	char err[256], moved[512];
-	assert_int_equal(state_load(dir, &got, &gx, err, sizeof(err), moved, sizeof(moved)), 0);
+	assert_int_equal(state_load(&sd, &got, &gx, err, sizeof(err), moved, sizeof(moved)), 0);
 	assert_int_equal(got.n, 1);
 	assert_string_equal(got.v[0].reason, "q\"b\\s\x01t\tu\xc3\xa9 bad\xc3\xbf\xc3\x83(");
 	assert_string_equal(got.v[0].incident, "I\x7f");
@@ -97,17 +126,20 @@ static void test_missing_and_corrupt(void **state)
 {
 	(void)state;
 	struct blocklist b = { 0 };
-	struct state_extra x;
+	struct state_extra x = { 0 };
 	char err[256], moved[512], path[128];
-	assert_int_equal(state_load("/tmp/cvz-no-such-dir", &b, &x, err, sizeof(err), moved,
-				    sizeof(moved)),
-			 -ENOENT);
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	unlink(path);
+	assert_int_equal(state_load(&sd, &b, &x, err, sizeof(err), moved, sizeof(moved)), -ENOENT);
 	const char *bad[] = {
 		"{\"version\": 1, \"entries\": [",
 		"{\"version\": 2, \"entries\": [], \"lockdown\": false, \"confirm_deadline\": 0, \"cursor\": \"\"}",
 		"{\"version\": 1, \"entries\": [{\"addr\": \"10.1.2.3/8\", \"origin\": \"operator\", \"created\": 1, \"expires\": 0}], \"lockdown\": false, \"confirm_deadline\": 0, \"cursor\": \"\"}",
 		"{\"version\": 1, \"entries\": [{\"addr\": \"10.0.0.1\", \"origin\": \"policy\", \"created\": 1, \"expires\": 0}], \"lockdown\": false, \"confirm_deadline\": 0, \"cursor\": \"\"}",
 		"\x01\x02garbage",
+		"[]",
+		"{\"version\": 1, \"entries\": [], \"lockdown\": false, \"confirm_deadline\": 0, \"cursor\": \"\", \"trial_digest\": \"../../etc/passwd\"}",
+		"{\"version\": 1, \"entries\": [], \"lockdown\": false, \"confirm_deadline\": -5, \"cursor\": \"\"}",
 	};
 	snprintf(path, sizeof(path), "%s/state.json", dir);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -115,7 +147,7 @@ static void test_missing_and_corrupt(void **state)
 		assert_non_null(f);
 		fputs(bad[i], f);
 		fclose(f);
-		assert_int_equal(state_load(dir, &b, &x, err, sizeof(err), moved, sizeof(moved)),
+		assert_int_equal(state_load(&sd, &b, &x, err, sizeof(err), moved, sizeof(moved)),
 				 -EBADMSG);
 		assert_int_equal(b.n, 0);
 		assert_int_equal(access(path, F_OK), -1); /* moved aside */
@@ -148,7 +180,7 @@ static void test_impossible_entry_dropped_alone(void **state)
 		   "{\"addr\": \"203.0.113.2\", \"origin\": \"control\", \"created\": %lld, \"expires\": %lld}]}",
 		now, now, now, now, now + 3600);
 	fclose(f);
-	assert_int_equal(state_load(dir, &b, &x, err, sizeof(err), moved, sizeof(moved)), 0);
+	assert_int_equal(state_load(&sd, &b, &x, err, sizeof(err), moved, sizeof(moved)), 0);
 	assert_int_equal(b.n, 2);
 	struct cvz_prefix a;
 	assert_int_equal(cvz_prefix_parse("203.0.113.2", &a, NULL, NULL, 0), 0);
@@ -164,6 +196,197 @@ static void test_impossible_entry_dropped_alone(void **state)
 	unlink(path);
 }
 
+/* Item 10: a file declared corrupt leaves nothing behind, not even the seen
+ * ids or entries read before the bad part. */
+static void test_corrupt_is_all_or_nothing(void **state)
+{
+	(void)state;
+	struct instr_seen *seen = instr_seen_new(10);
+	assert_non_null(seen);
+	struct blocklist b = { 0 };
+	struct state_extra x = { .seen = seen };
+	char err[256];
+	const char *text =
+		"{\"version\": 1, \"lockdown\": true, \"confirm_deadline\": 0, \"cursor\": \"c\","
+		" \"entries\": [{\"addr\": \"192.0.2.1\", \"origin\": \"operator\", \"created\": 1, \"expires\": 0}],"
+		" \"seen_ids\": [\"ins-1\", \"ins-2\", \"\"]}";
+	assert_int_equal(state_parse(text, strlen(text), &b, &x, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "seen_ids[2]"));
+	assert_int_equal(instr_seen_count(seen), 0);
+	assert_int_equal(b.n, 0);
+	assert_false(x.lockdown);
+	assert_string_equal(x.cursor, "");
+	/* a bad entry after good ones: the same */
+	const char *text2 =
+		"{\"version\": 1, \"lockdown\": false, \"confirm_deadline\": 0, \"cursor\": \"\","
+		" \"entries\": [{\"addr\": \"192.0.2.1\", \"origin\": \"operator\", \"created\": 1, \"expires\": 0},"
+		" {\"addr\": \"nope\", \"origin\": \"operator\", \"created\": 1, \"expires\": 0}],"
+		" \"seen_ids\": [\"ins-1\"]}";
+	assert_int_equal(state_parse(text2, strlen(text2), &b, &x, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "entries[1]"));
+	assert_int_equal(instr_seen_count(seen), 0);
+	assert_int_equal(b.n, 0);
+	instr_seen_free(seen);
+}
+
+/* Item 3: a symlink planted as the temp file is removed, never followed;
+ * the file it points to is untouched. */
+static void test_planted_tmp_symlink(void **state)
+{
+	(void)state;
+	char victim[128], tmp[128], got[64];
+	snprintf(victim, sizeof(victim), "%s.victim", dir);
+	snprintf(tmp, sizeof(tmp), "%s/.state.json.tmp", dir);
+	write_file(victim, "precious\n");
+	assert_int_equal(symlink(victim, tmp), 0);
+	struct blocklist b = { 0 };
+	struct state_extra x = { 0 };
+	assert_int_equal(state_save(&sd, &b, &x), 0);
+	read_file(victim, got, sizeof(got));
+	assert_string_equal(got, "precious\n");
+	struct stat st;
+	assert_int_equal(lstat(tmp, &st), -1); /* gone, not left as a link */
+	char path[128];
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0600);
+	unlink(victim);
+}
+
+/* Item 3: state.json as a symlink, hard-linked, group-writable or too big
+ * is not believed: moved aside, its target untouched and unread. */
+static void test_untrusted_state_file(void **state)
+{
+	(void)state;
+	char path[128], victim[128], err[512], moved[512];
+	const char *good = "{\"version\": 1, \"entries\": [], \"lockdown\": true, \"confirm_deadline\": 0, \"cursor\": \"\"}";
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	snprintf(victim, sizeof(victim), "%s.victim", dir);
+	struct blocklist b = { 0 };
+	struct state_extra x = { 0 };
+	struct stat st;
+
+	unlink(path);
+	write_file(victim, good);
+	assert_int_equal(symlink(victim, path), 0);
+	assert_int_equal(state_load(&sd, &b, &x, err, sizeof(err), moved, sizeof(moved)), -EBADMSG);
+	assert_non_null(strstr(err, "symlink"));
+	assert_false(x.lockdown);
+	assert_int_equal(lstat(moved, &st), 0);
+	assert_true(S_ISLNK(st.st_mode)); /* the link moved, not its target */
+	assert_int_equal(stat(victim, &st), 0);
+	unlink(moved);
+
+	write_file(path, good);
+	unlink(victim);
+	assert_int_equal(link(path, victim), 0);
+	assert_int_equal(state_load(&sd, &b, &x, err, sizeof(err), moved, sizeof(moved)), -EBADMSG);
+	assert_non_null(strstr(err, "hard links"));
+	assert_false(x.lockdown);
+	unlink(moved);
+	unlink(victim);
+
+	write_file(path, good);
+	assert_int_equal(chmod(path, 0620), 0);
+	assert_int_equal(state_load(&sd, &b, &x, err, sizeof(err), moved, sizeof(moved)), -EBADMSG);
+	assert_non_null(strstr(err, "writable by group or others"));
+	unlink(moved);
+
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)STATE_FILE_MAX + 1), 0);
+	close(fd);
+	assert_int_equal(state_load(&sd, &b, &x, err, sizeof(err), moved, sizeof(moved)), -EBADMSG);
+	assert_non_null(strstr(err, "more than"));
+	assert_int_equal(access(path, F_OK), -1);
+	unlink(moved);
+
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_int_equal(state_load(&sd, &b, &x, err, sizeof(err), moved, sizeof(moved)), -EBADMSG);
+	assert_non_null(strstr(err, "not a regular file"));
+	unlink(moved);
+}
+
+/* Item 3: the directory itself and its parents are checked. */
+static void test_statedir_checks(void **state)
+{
+	(void)state;
+	char sub[128], link_path[128], err[512];
+	struct statedir s2;
+	snprintf(sub, sizeof(sub), "%s/sub", dir);
+	/* created 0700 when missing */
+	assert_int_equal(statedir_open(sub, geteuid(), true, &s2, err, sizeof(err)), 0);
+	struct stat st;
+	assert_int_equal(stat(sub, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	statedir_close(&s2);
+	/* group- or other-writable */
+	assert_int_equal(chmod(sub, 0770), 0);
+	assert_int_equal(statedir_open(sub, geteuid(), true, &s2, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, sub));
+	assert_non_null(strstr(err, "0770"));
+	assert_int_equal(chmod(sub, 0700), 0);
+	/* owned by someone else */
+	if (geteuid() == 0) {
+		assert_int_equal(chown(sub, 4242, 4242), 0);
+		assert_int_equal(statedir_open(sub, 0, true, &s2, err, sizeof(err)), -EPERM);
+		assert_non_null(strstr(err, "owned by uid 4242"));
+		/* the agent's own user is fine */
+		assert_int_equal(statedir_open(sub, 4242, true, &s2, err, sizeof(err)), 0);
+		statedir_close(&s2);
+		assert_int_equal(chown(sub, 0, 0), 0);
+	}
+	/* a parent others can write to (not sticky): refused */
+	char inner[160];
+	snprintf(inner, sizeof(inner), "%s/inner", sub);
+	assert_int_equal(chmod(sub, 0777), 0);
+	assert_int_equal(statedir_open(inner, geteuid(), true, &s2, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "parent directory"));
+	assert_int_equal(access(inner, F_OK), -1); /* nothing created */
+	/* sticky and root-owned, like /tmp: accepted */
+	if (geteuid() == 0) {
+		assert_int_equal(chmod(sub, 01777), 0);
+		assert_int_equal(statedir_open(inner, 0, true, &s2, err, sizeof(err)), 0);
+		statedir_close(&s2);
+	}
+	assert_int_equal(chmod(sub, 0700), 0);
+	/* a symlink as state_dir */
+	snprintf(link_path, sizeof(link_path), "%s/link", dir);
+	assert_int_equal(symlink(sub, link_path), 0);
+	assert_int_equal(statedir_open(link_path, geteuid(), true, &s2, err, sizeof(err)), -ELOOP);
+	assert_non_null(strstr(err, "symlink"));
+	assert_int_equal(statedir_open("var/lib/x", geteuid(), true, &s2, err, sizeof(err)), -EINVAL);
+}
+
+/* Item 3: handing state_dir over to the agent's user never follows a link
+ * planted in it. */
+static void test_hand_over_no_follow(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	char sub[128], victim[128], link_path[160], err[512];
+	struct statedir s2;
+	snprintf(sub, sizeof(sub), "%s/handover", dir);
+	snprintf(victim, sizeof(victim), "%s.victim", dir);
+	snprintf(link_path, sizeof(link_path), "%s/state.json", sub);
+	write_file(victim, "precious\n");
+	assert_int_equal(statedir_open(sub, 0, true, &s2, err, sizeof(err)), 0);
+	assert_int_equal(symlink(victim, link_path), 0);
+	const char *names[] = { "state.json", "policy.previous.json" };
+	assert_int_equal(statedir_hand_over(&s2, 4242, 4242, names, 2), 0);
+	struct stat st;
+	assert_int_equal(stat(victim, &st), 0);
+	assert_int_equal(st.st_uid, 0);
+	assert_int_equal(stat(sub, &st), 0);
+	assert_int_equal(st.st_uid, 4242);
+	assert_int_equal(lstat(link_path, &st), 0);
+	assert_int_equal(st.st_uid, 4242); /* the link itself */
+	statedir_close(&s2);
+	unlink(victim);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -171,6 +394,11 @@ int main(void)
 		cmocka_unit_test(test_escaping_and_seen_ids),
 		cmocka_unit_test(test_missing_and_corrupt),
 		cmocka_unit_test(test_impossible_entry_dropped_alone),
+		cmocka_unit_test(test_corrupt_is_all_or_nothing),
+		cmocka_unit_test(test_planted_tmp_symlink),
+		cmocka_unit_test(test_untrusted_state_file),
+		cmocka_unit_test(test_statedir_checks),
+		cmocka_unit_test(test_hand_over_no_follow),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
