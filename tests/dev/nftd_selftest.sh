@@ -94,11 +94,21 @@ body() { in_ns nft list table inet cloudviz | grep -v -e '^table ' -e '^	flags '
 
 # hold FLAGS: starts a process that applies and keeps its connection open;
 # sets HOLD_PID and PORT, and HOLD_IN (its stdin; closing it ends it).
+# A holder that dies at once must fail here, and must not leave HOLD_IN empty
+# for release() (an empty "exec >&-" would close this script's stdout).
 hold() {
+	PORT='' HOLD_IN=''
 	coproc HOLDER { in_ns "${RUN[@]}" hold "$1"; }
 	HOLD_PID=$HOLDER_PID
-	HOLD_IN=${HOLDER[1]}
-	read -r _ PORT <&"${HOLDER[0]}"
+	HOLD_IN=${HOLDER[1]:-}
+	local from=${HOLDER[0]:-}
+	if [ -z "$from" ] || ! read -r _ PORT <&"$from" || [ -z "$PORT" ]; then
+		ko "holder (flags $1) did not report its port"
+	fi
+}
+release() { # EOF on the holder's stdin: it closes its connection and exits
+	[ -n "$HOLD_IN" ] && eval "exec $HOLD_IN>&-"
+	HOLD_IN=
 }
 
 hold 6
@@ -108,7 +118,7 @@ out=$(in_ns nft delete table inet cloudviz 2>&1)
 check "held: foreign nft delete table refused ($(echo "$out" | head -1))" \
 	grep -q "Operation not permitted" <<<"$out"
 before=$(body)
-eval "exec $HOLD_IN>&-" # EOF: the holder closes its connection and exits
+release
 wait "$HOLD_PID"
 HOLD_PID=
 check "holder exited: table stays, persist only, owner cleared ($(in_ns "$BIN" info))" \
@@ -126,7 +136,7 @@ check "holder killed (SIGKILL): table stays, owner cleared ($(in_ns "$BIN" info)
 check "a new process takes it over after SIGKILL" in_ns "${RUN[@]}" retake
 
 hold 0
-eval "exec $HOLD_IN>&-"
+release
 wait "$HOLD_PID"
 HOLD_PID=
 check "without flags: the table stays after exit ($(in_ns "$BIN" info))" \
