@@ -364,8 +364,10 @@ if want integration; then
 		ns_before=$(ip netns list 2>/dev/null | awk '{print $1}' | grep '^cvzt-' | sort)
 		# CVZ_AGENT from the caller wins; otherwise the agent of this BUILD
 		agent=${CVZ_AGENT:-$(realpath -m "$BUILD/cloudviz-agent")}
+		# 600 s: test_nft_selftest's million-range tables took 295 s on the
+		# 2-core VM at load average 11
 		for t in "${INTEGRATION[@]}"; do
-			CVZ_AGENT=$agent run_one integration "$(basename "$t")" script 300 "$t"
+			CVZ_AGENT=$agent run_one integration "$(basename "$t")" script 600 "$t"
 		done
 		# Once more with the sanitized agent, if it was built: every test
 		# that runs the agent, with the seccomp filter off (ASan's own
