@@ -187,8 +187,17 @@ run_one() {
 	fi
 	case $rc in
 	0) ;;
-	124 | 137) fail "$name" "timed out after ${secs}s" "$log"; return ;;
-	*) fail "$name" "exit $rc" "$log"; return ;;
+	124) fail "$name" "timed out after ${secs}s" "$log"; return ;;
+	*)
+		if [ $rc = 137 ] && [ $((SECONDS - t0)) -ge "$secs" ]; then
+			fail "$name" "timed out after ${secs}s" "$log"
+		elif [ $rc -gt 128 ]; then # killed (by the OOM killer, for one: see dmesg)
+			fail "$name" "exit $rc: killed by SIG$(kill -l $((rc - 128)) 2>/dev/null || echo $((rc - 128)))" "$log"
+		else
+			fail "$name" "exit $rc" "$log"
+		fi
+		return
+		;;
 	esac
 	counts=$(assertions "$kind" "$log")
 	case $kind in cmocka) unit="cmocka tests" ;; fuzz) unit=runs ;; *) unit=assertions ;; esac
