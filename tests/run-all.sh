@@ -381,13 +381,13 @@ if want integration; then
 		# Once more with the sanitized agent, if it was built: every test
 		# that runs the agent, with the seccomp filter off (ASan's own
 		# system calls are not the daemon's). Not the kernel-only
-		# selftests, the fixture's, or the 200k-entry live reload, which
-		# test no agent code the others do not.
+		# selftests, the fixture's, the runner's own, or the 200k-entry live
+		# reload, which test no agent code the others do not.
 		if [ -x "$BUILD/asan/cloudviz-agent" ] && [ -z "${CVZ_AGENT:-}" ]; then
 			lsan_check
 			for t in "${INTEGRATION[@]}"; do
 				case $(basename "$t") in
-				test_nft_selftest | test_nftd_selftest | test_fixture_selftest | test_blocklist_live) continue ;;
+				test_nft_selftest | test_nftd_selftest | test_fixture_selftest | test_runner_selftest | test_blocklist_live) continue ;;
 				esac
 				CVZ_AGENT=$(realpath "$BUILD/asan/cloudviz-agent") CVZ_RUN_ARGS=--no-seccomp \
 					run_one integration "$(basename "$t") (asan agent, no seccomp)" script 600 "$t"
