@@ -54,6 +54,10 @@ INTEGRATION_DIR=${CVZ_INTEGRATION_DIR:-tests/integration}
 ALLOWLIST=${CVZ_SKIP_ALLOWLIST:-tests/skip-allowlist}
 LOGS=${CVZ_TEST_LOGS:-$BUILD/test-logs}
 passed=0 failed=0 skipped=0
+if ! mkdir -p "$LOGS" || [ ! -w "$LOGS" ]; then
+	echo "run-all.sh: cannot write the test logs to $LOGS (set CVZ_TEST_LOGS)" >&2
+	exit 2
+fi
 work=$(mktemp -d /tmp/cvz-run-all.XXXXXX) || exit 2
 trap 'rm -rf "$work"' EXIT
 
