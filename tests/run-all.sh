@@ -35,7 +35,7 @@
 #
 # usage: tests/run-all.sh [unit] [asan] [fuzz] [integration]    (default: all)
 #        BUILD=build FUZZ_SECONDS=20 CVZ_AGENT=... tests/run-all.sh
-# Test directories (for the runner's own self-test, tests/runner/):
+# Test directories (for the runner's own self-test, tests/integration/test_runner_selftest):
 #   CVZ_UNIT_DIR ($BUILD/tests), CVZ_ASAN_DIR ($BUILD/asan/tests),
 #   CVZ_UNIT_SRC (tests/unit: every test_*.c there must have been built),
 #   CVZ_INTEGRATION_DIR (tests/integration), CVZ_SKIP_ALLOWLIST
