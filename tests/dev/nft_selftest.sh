@@ -12,6 +12,13 @@
 #   tests/dev/nft_selftest.sh            plain build
 #   ASAN=1 tests/dev/nft_selftest.sh     AddressSanitizer + UBSan + leaks
 #   VALGRIND=1 tests/dev/nft_selftest.sh apply/render/errors under valgrind
+#   NFT_SELFTEST_BIN=path ...            that binary instead of building one
+#                                        (the runner's self-test uses a fake
+#                                        to show this script can fail)
+#
+# Ends with "assertions: N passed, M failed, 0 skipped" (tests/run-all.sh
+# reads it); exits non-zero on any failure, including a case list that is
+# empty or whose command failed, and a basic table that cannot be applied.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 
@@ -31,10 +38,14 @@ trap cleanup EXIT
 
 CFLAGS="-std=gnu11 -O1 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter -D_GNU_SOURCE -Iinclude"
 [ "${ASAN:-0}" = 1 ] && CFLAGS="$CFLAGS -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
-# shellcheck disable=SC2046,SC2086
-gcc $CFLAGS $(pkg-config --cflags libnftnl libmnl) -o "$BIN" tests/dev/nft_selftest.c \
-	agent/nft.c agent/render.c agent/rule_plan.c agent/addr.c agent/ruleset.c agent/names.c \
-	$(pkg-config --libs libnftnl libmnl) || exit 1
+if [ -n "${NFT_SELFTEST_BIN:-}" ]; then
+	BIN=$NFT_SELFTEST_BIN
+else
+	# shellcheck disable=SC2046,SC2086
+	gcc $CFLAGS $(pkg-config --cflags libnftnl libmnl) -o "$BIN" tests/dev/nft_selftest.c \
+		agent/nft.c agent/render.c agent/rule_plan.c agent/addr.c agent/ruleset.c agent/names.c \
+		$(pkg-config --libs libnftnl libmnl) || exit 1
+fi
 
 RUN=("$BIN")
 [ "${VALGRIND:-0}" = 1 ] && RUN=(valgrind -q --leak-check=full "--errors-for-leak-kinds=definite,indirect" --error-exitcode=3 "$BIN")
@@ -74,7 +85,15 @@ EOF
 )
 ip netns exec "$NSA" nft -f - <<<"$FOREIGN" && ip netns exec "$NSB" nft -f - <<<"$FOREIGN" || exit 1
 
+# The case list first: a crash or an empty list must fail, not run zero cases.
+if "$BIN" cases >"$TMP/cases" && [ -s "$TMP/cases" ]; then
+	ok "case list: $(wc -l <"$TMP/cases") cases"
+else
+	ko "case list: \"$BIN cases\" failed or printed nothing"
+fi
+ncases=0
 while read -r name kind; do
+	ncases=$((ncases + 1))
 	ip netns exec "$NSA" nft list table inet cloudviz >/dev/null 2>&1 &&
 		echo "(replacing an existing table in A)"
 	if ! "${RUN[@]}" render "$name" >"$TMP/$name.nft"; then
@@ -109,7 +128,7 @@ while read -r name kind; do
 		ko "$name: render output differs from nft list"
 		diff "$TMP/$name.rendered" "$TMP/$name.A/list" | head -20 | cut -c1-300
 	fi
-done < <("$BIN" cases)
+done <"$TMP/cases"
 
 if ip netns exec "$NSA" nft list table inet other >/dev/null &&
 	ip netns exec "$NSA" nft list table ip cloudviz >/dev/null; then
@@ -119,13 +138,18 @@ else
 fi
 
 # Kernel refusals, plan errors and atomicity, on top of the basic table.
-ip netns exec "$NSA" "$BIN" apply basic &&
-	ip netns exec "$NSA" nft list table inet cloudviz >"$TMP/before" &&
-	if ip netns exec "$NSA" "${RUN[@]}" errors "$TMP/before"; then
-		ok "error mapping and atomicity"
-	else
-		ko "error mapping and atomicity"
-	fi
+# Each step is an assertion of its own: a failed apply must not skip the rest
+# silently.
+if ! ip netns exec "$NSA" "$BIN" apply basic; then
+	ko "error mapping and atomicity: apply basic failed"
+elif ! ip netns exec "$NSA" nft list table inet cloudviz >"$TMP/before"; then
+	ko "error mapping and atomicity: nft list after apply basic failed"
+elif ip netns exec "$NSA" "${RUN[@]}" errors "$TMP/before"; then
+	ok "error mapping and atomicity"
+else
+	ko "error mapping and atomicity"
+fi
 
-echo "nft_selftest: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+echo "nft_selftest: $ncases cases, $pass passed, $fail failed"
+echo "assertions: $pass passed, $fail failed, 0 skipped"
+[ "$fail" = 0 ] && [ "$pass" -gt 0 ]

@@ -16,6 +16,11 @@
 #   tests/dev/nftd_selftest.sh            plain build
 #   ASAN=1 tests/dev/nftd_selftest.sh     AddressSanitizer + UBSan + leaks
 #   VALGRIND=1 tests/dev/nftd_selftest.sh suite and processes under valgrind
+#   NFTD_SELFTEST_BIN=path ...            that binary instead of building one
+#
+# Ends with "assertions: N passed, M failed, 0 skipped" (tests/run-all.sh
+# reads it), counting the suite's and the bench's own checks; a suite or
+# bench that exits 0 without reporting a passed check fails.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 
@@ -37,10 +42,14 @@ trap cleanup EXIT
 
 CFLAGS="-std=gnu11 -O1 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter -D_GNU_SOURCE -Iinclude"
 [ "${ASAN:-0}" = 1 ] && CFLAGS="$CFLAGS -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
-# shellcheck disable=SC2046,SC2086
-gcc $CFLAGS $(pkg-config --cflags libnftnl libmnl) -o "$BIN" tests/dev/nftd_selftest.c \
-	agent/nftd.c agent/nft.c agent/rule_plan.c agent/addr.c agent/ruleset.c \
-	$(pkg-config --libs libnftnl libmnl) || exit 1
+if [ -n "${NFTD_SELFTEST_BIN:-}" ]; then
+	BIN=$NFTD_SELFTEST_BIN
+else
+	# shellcheck disable=SC2046,SC2086
+	gcc $CFLAGS $(pkg-config --cflags libnftnl libmnl) -o "$BIN" tests/dev/nftd_selftest.c \
+		agent/nftd.c agent/nft.c agent/rule_plan.c agent/addr.c agent/ruleset.c \
+		$(pkg-config --libs libnftnl libmnl) || exit 1
+fi
 
 RUN=("$BIN")
 [ "${VALGRIND:-0}" = 1 ] && RUN=(valgrind -q --leak-check=full "--errors-for-leak-kinds=definite,indirect" --error-exitcode=3 "$BIN")
@@ -49,6 +58,24 @@ pass=0
 fail=0
 ok() { echo "PASS: $*"; pass=$((pass + 1)); }
 ko() { echo "FAIL: $*"; fail=$((fail + 1)); }
+# counted WHAT NS CMD...: runs CMD in NS; it prints "WHAT: N passed, M
+# failed" as its last such line. Adds its N checks; fails unless it exited 0
+# with N > 0 and M = 0.
+counted() {
+	local what=$1 ns=$2 out n m
+	shift 2
+	out=$(mktemp)
+	ip netns exec "$ns" "$@" | tee "$out"
+	local rc=${PIPESTATUS[0]}
+	read -r n m < <(sed -n -E "s/^$what: ([0-9]+) passed, ([0-9]+) failed$/\1 \2/p" "$out" | tail -n1)
+	rm -f "$out"
+	if [ "$rc" = 0 ] && [ "${n:-0}" -gt 0 ] && [ "${m:-1}" = 0 ]; then
+		pass=$((pass + n))
+		echo "PASS: $what ($n checks)"
+	else
+		ko "$what: exit $rc, ${n:-no} checks passed, ${m:-no count of} failed"
+	fi
+}
 check() { # what, command...
 	local what=$1
 	shift
@@ -57,7 +84,7 @@ check() { # what, command...
 
 # ---- suite -------------------------------------------------------------------
 ip netns add "$NS" || exit 1
-if ip netns exec "$NS" "${RUN[@]}" suite; then ok "suite"; else ko "suite"; fi
+counted suite "$NS" "${RUN[@]}" suite
 ip netns del "$NS"
 
 # ---- processes ----------------------------------------------------------------
@@ -67,11 +94,21 @@ body() { in_ns nft list table inet cloudviz | grep -v -e '^table ' -e '^	flags '
 
 # hold FLAGS: starts a process that applies and keeps its connection open;
 # sets HOLD_PID and PORT, and HOLD_IN (its stdin; closing it ends it).
+# A holder that dies at once must fail here, and must not leave HOLD_IN empty
+# for release() (an empty "exec >&-" would close this script's stdout).
 hold() {
+	PORT='' HOLD_IN=''
 	coproc HOLDER { in_ns "${RUN[@]}" hold "$1"; }
 	HOLD_PID=$HOLDER_PID
-	HOLD_IN=${HOLDER[1]}
-	read -r _ PORT <&"${HOLDER[0]}"
+	HOLD_IN=${HOLDER[1]:-}
+	local from=${HOLDER[0]:-}
+	if [ -z "$from" ] || ! read -r _ PORT <&"$from" || [ -z "$PORT" ]; then
+		ko "holder (flags $1) did not report its port"
+	fi
+}
+release() { # EOF on the holder's stdin: it closes its connection and exits
+	[ -n "$HOLD_IN" ] && eval "exec $HOLD_IN>&-"
+	HOLD_IN=
 }
 
 hold 6
@@ -81,7 +118,7 @@ out=$(in_ns nft delete table inet cloudviz 2>&1)
 check "held: foreign nft delete table refused ($(echo "$out" | head -1))" \
 	grep -q "Operation not permitted" <<<"$out"
 before=$(body)
-eval "exec $HOLD_IN>&-" # EOF: the holder closes its connection and exits
+release
 wait "$HOLD_PID"
 HOLD_PID=
 check "holder exited: table stays, persist only, owner cleared ($(in_ns "$BIN" info))" \
@@ -99,7 +136,7 @@ check "holder killed (SIGKILL): table stays, owner cleared ($(in_ns "$BIN" info)
 check "a new process takes it over after SIGKILL" in_ns "${RUN[@]}" retake
 
 hold 0
-eval "exec $HOLD_IN>&-"
+release
 wait "$HOLD_PID"
 HOLD_PID=
 check "without flags: the table stays after exit ($(in_ns "$BIN" info))" \
@@ -114,9 +151,10 @@ if [ "${VALGRIND:-0}" != 1 ]; then
 		N=${BENCH_N:-50000} D=${BENCH_D:-5000}
 	fi
 	ip netns add "$NSB" || exit 1
-	if ip netns exec "$NSB" "$BIN" bench "$N" "$D"; then ok "bench"; else ko "bench"; fi
+	counted bench "$NSB" "$BIN" bench "$N" "$D"
 	ip netns del "$NSB"
 fi
 
 echo "nftd_selftest: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+echo "assertions: $pass passed, $fail failed, 0 skipped"
+[ "$fail" = 0 ] && [ "$pass" -gt 0 ]

@@ -82,10 +82,15 @@ class Report:
         print("  SKIP  %s: %s" % (what, why), flush=True)
 
     def summary(self):
+        """The human summary, then the line tests/run-all.sh reads: a test
+        that exits 0 without it, with zero passed assertions, or (in strict
+        mode) with a skipped assertion not on tests/skip-allowlist fails."""
         s = "%s: %d ok, %d failed" % (self.name, self.passed, self.failed)
         if self.skipped:
             s += ", %d skipped" % self.skipped
         print("\n" + s, flush=True)
+        print("assertions: %d passed, %d failed, %d skipped"
+              % (self.passed, self.failed, self.skipped), flush=True)
 
 
 class Cleanups:
