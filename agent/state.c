@@ -50,16 +50,18 @@ static void put_string(FILE *f, const char *str)
 
 /* Written entry by entry rather than built as one jansson tree: at 10^5
  * control entries the tree took most of a second and 100 MB. */
-static void write_state(FILE *f, const struct blocklist *b, const struct state_extra *x)
+static void write_state(FILE *f, const struct bl_change *c, const struct state_extra *x,
+			const char *const *ids, size_t n_ids)
 {
+	const struct bl_entry *e;
+	size_t it = 0, i = 0;
 	fprintf(f, "{\"version\":%d,\"lockdown\":%s,\"confirm_deadline\":%lld,\"cursor\":",
 		STATE_VERSION, x->lockdown ? "true" : "false", (long long)x->confirm_deadline);
 	put_string(f, x->cursor);
 	fputs(",\"reverted_digest\":", f);
 	put_string(f, x->reverted_digest);
 	fputs(",\"entries\":[", f);
-	for (size_t i = 0; i < b->n; i++) {
-		const struct bl_entry *e = &b->v[i];
+	for (; (e = bl_change_next(c, &it)); i++) {
 		char addr[CVZ_PREFIX_STRLEN];
 		fprintf(f, "%s{\"addr\":\"%s\",\"origin\":\"%s\",\"created\":%lld,\"expires\":%lld",
 			i ? "," : "", cvz_prefix_format(&e->prefix, addr, sizeof(addr)),
@@ -77,15 +79,30 @@ static void write_state(FILE *f, const struct blocklist *b, const struct state_e
 	}
 	fputs("],\"seen_ids\":[", f);
 	size_t n_seen = x->seen ? instr_seen_count(x->seen) : 0;
-	for (size_t i = 0; i < n_seen; i++) {
-		if (i)
+	for (size_t k = 0; k < n_seen; k++) {
+		if (k)
 			fputc(',', f);
-		put_string(f, instr_seen_at(x->seen, i));
+		put_string(f, instr_seen_at(x->seen, k));
+	}
+	/* a change's ids come last, as the newest; a load into a full set
+	   drops the oldest, as adding them to x->seen would */
+	for (size_t k = 0; k < n_ids; k++) {
+		if (n_seen || k)
+			fputc(',', f);
+		put_string(f, ids[k]);
 	}
 	fputs("]}\n", f);
 }
 
 int state_save(const char *dir, const struct blocklist *b, const struct state_extra *x)
+{
+	struct bl_change none;
+	bl_change_init(&none, b); /* allocates nothing */
+	return state_save_next(dir, &none, x, NULL, 0);
+}
+
+int state_save_next(const char *dir, const struct bl_change *c, const struct state_extra *x,
+		    const char *const *ids, size_t n_ids)
 {
 	char tmp[4096], dst[4096];
 	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, STATE_FILE);
@@ -101,7 +118,7 @@ int state_save(const char *dir, const struct blocklist *b, const struct state_ex
 		return r;
 	}
 	setvbuf(f, NULL, _IOFBF, 1u << 16);
-	write_state(f, b, x);
+	write_state(f, c, x, ids, n_ids);
 	int r = fflush(f) == 0 && !ferror(f) ? 0 : -(errno ? errno : EIO);
 	if (r == 0 && fsync(fd) < 0)
 		r = -errno;

@@ -27,6 +27,13 @@ struct state_extra {
 
 /* Writes the state. Returns 0 or -errno; on error the old file stays. */
 int state_save(const char *dir, const struct blocklist *b, const struct state_extra *x);
+/* Writes the state as it will be once a staged change is applied: the
+ * entries of c->base as changed by c, x, and x->seen followed by ids[0..n_ids)
+ * (the instruction ids the change carries out). Saved before the change is
+ * made current, so that a change acknowledged is a change saved. Returns 0
+ * or -errno; on error the old file stays. */
+int state_save_next(const char *dir, const struct bl_change *c, const struct state_extra *x,
+		    const char *const *ids, size_t n_ids);
 
 /* Reads the state into the empty b and x. Returns 0; -ENOENT when there is
  * no state file (a first start); -EBADMSG when the file is corrupt: it has
