@@ -385,6 +385,8 @@ void bl_change_commit(struct bl_change *c, struct blocklist *base)
 		if (e) {
 			entry_free(e);
 		} else { /* room was reserved: no allocation here */
+			if (!base->v || base->n >= base->cap)
+				abort(); /* bl_change_reserve() was not called */
 			e = &base->v[base->n];
 			base->slot[slot_of(base, &s->prefix, (enum bl_origin)s->origin)] =
 				(uint32_t)base->n + 1;
