@@ -317,13 +317,15 @@ int bl_change_add(struct bl_change *c, const struct cvz_prefix *p, enum bl_origi
 		if (r < 0)
 			return r;
 		bl_find(&c->set, p, origin)->expires = old->expires;
+		c->n_shadow++;
 		return bl_add(&c->set, p, origin, ttl, reason, incident, now) < 0 ? -ENOMEM : 0;
 	}
 	int r = bl_add(&c->set, p, origin, ttl, reason, incident, now);
 	if (r < 0)
 		return r;
 	/* removed earlier in this change: the new entry replaces the base's */
-	bl_remove(&c->gone, p, origin);
+	if (bl_remove(&c->gone, p, origin) == 0)
+		c->n_shadow++;
 	return 1;
 }
 
@@ -331,9 +333,11 @@ int bl_change_remove(struct bl_change *c, const struct cvz_prefix *p, enum bl_or
 {
 	if (!bl_change_find(c, p, origin))
 		return -ENOENT;
-	if (find_const(c->base, p, origin) && bl_add(&c->gone, p, origin, 0, NULL, NULL, 0) < 0)
+	bool in_base = find_const(c->base, p, origin) != NULL;
+	if (in_base && bl_add(&c->gone, p, origin, 0, NULL, NULL, 0) < 0)
 		return -ENOMEM;
-	bl_remove(&c->set, p, origin);
+	if (bl_remove(&c->set, p, origin) == 0 && in_base)
+		c->n_shadow--;
 	return 0;
 }
 
@@ -347,9 +351,10 @@ const struct bl_entry *bl_change_next(const struct bl_change *c, size_t *it)
 	const struct blocklist *b = c->base;
 	while (*it < b->n) {
 		const struct bl_entry *e = &b->v[(*it)++];
-		/* removed, or replaced by its staged version (walked below) */
-		if (find_const(&c->gone, &e->prefix, (enum bl_origin)e->origin) ||
-		    find_const(&c->set, &e->prefix, (enum bl_origin)e->origin))
+		/* removed, or replaced by its staged version (walked below); a
+		   change of new entries alone costs no lookup per base entry */
+		if ((c->gone.n && find_const(&c->gone, &e->prefix, (enum bl_origin)e->origin)) ||
+		    (c->n_shadow && find_const(&c->set, &e->prefix, (enum bl_origin)e->origin)))
 			continue;
 		return e;
 	}
@@ -403,6 +408,7 @@ void bl_change_free(struct bl_change *c)
 {
 	bl_free(&c->set);
 	bl_free(&c->gone);
+	c->n_shadow = 0;
 }
 
 int bl_never_blockable(struct cvz_rangeset *safe)

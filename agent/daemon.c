@@ -316,6 +316,10 @@ static int apply_full(struct daemon *d, const struct policy *p, char *err, size_
 static int sync_dynamic_next(struct daemon *d, const struct bl_change *c, char *err, size_t len)
 {
 	struct cvz_rangeset want;
+	/* only refreshes of live entries (a repeated block): the sets, which
+	   hold prefixes alone, are as they are */
+	if (c->gone.n == 0 && c->n_shadow == c->set.n && c->set.n)
+		return 0;
 	int r = bl_view_dynamic_next(&d->view, c, &want);
 	if (r < 0) {
 		snprintf(err, len, "%s", strerror(-r));

@@ -83,6 +83,7 @@ struct bl_change {
 	const struct blocklist *base;
 	struct blocklist set;  /* new or refreshed entries, complete */
 	struct blocklist gone; /* keys removed from the base (prefix, origin only) */
+	size_t n_shadow;       /* entries of set that replace one of the base */
 };
 
 /* Starts an empty change on base; allocates nothing. */
