@@ -330,13 +330,6 @@ static int sync_dynamic_next(struct daemon *d, const struct bl_change *c, char *
 	return r;
 }
 
-int daemon_sync_dynamic(struct daemon *d, char *err, size_t len)
-{
-	struct bl_change none;
-	bl_change_init(&none, &d->bl);
-	return sync_dynamic_next(d, &none, err, len);
-}
-
 /* Compute, send, swap (STYLE.md rule 16): n's change is made current only
  * after the kernel took it, and, with n->save_first, only after the state
  * as it will be was saved: a change acknowledged is a change saved, and a

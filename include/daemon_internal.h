@@ -102,7 +102,6 @@ int daemon_commit(struct daemon *d, struct daemon_next *n, char *err, size_t len
 
 /* Shared by daemon.c and daemon_control.c. */
 void daemon_state_changed_now(struct daemon *d);
-int daemon_sync_dynamic(struct daemon *d, char *err, size_t len);
 void daemon_arm_expiry(struct daemon *d);
 void daemon_notify_status(const struct daemon *d);
 /* Makes the kernel hold policy p (with lockdown as d->sx.lockdown) plus every

@@ -8,7 +8,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "blocklist.h"
@@ -398,6 +401,56 @@ static void test_change_reblock_dropped(void **state)
 	bl_free(&b);
 }
 
+/* Out of memory while making room for a change (the address space capped
+ * just above what the process holds): bl_change_reserve fails, the live
+ * blocklist is whole and the change can be dropped or, with memory back,
+ * committed. Nothing is re-added after a removal any more (the old unblock
+ * undo did, and dereferenced a failed bl_add). */
+static void test_change_out_of_memory(void **state)
+{
+	(void)state;
+#ifdef __SANITIZE_ADDRESS__
+	skip(); /* ASan reserves terabytes of shadow: RLIMIT_AS cannot be used */
+#endif
+	enum { N = 1 << 20 }; /* cap == n exactly: one more entry needs a realloc */
+	struct blocklist b = { 0 };
+	for (uint32_t i = 0; i < N; i++) {
+		struct cvz_prefix p = { .family = AF_INET, .len = 32,
+					.addr = { 100, (uint8_t)(64 + (i >> 16)), (uint8_t)(i >> 8),
+						  (uint8_t)i } };
+		assert_int_equal(bl_add(&b, &p, ORIGIN_CONTROL, 0, NULL, NULL, 1), 1);
+	}
+	assert_int_equal(b.cap, b.n);
+	struct cvz_prefix a = P("203.0.113.7"), gone = { .family = AF_INET, .len = 32,
+							  .addr = { 100, 64, 0, 5 } };
+	struct bl_change c;
+	bl_change_init(&c, &b);
+	assert_int_equal(bl_change_add(&c, &a, ORIGIN_OPERATOR, 0, "r", "i", 5), 1);
+	assert_int_equal(bl_change_remove(&c, &gone, ORIGIN_CONTROL), 0);
+	struct rlimit old, tight;
+	assert_int_equal(getrlimit(RLIMIT_AS, &old), 0);
+	FILE *f = fopen("/proc/self/statm", "r");
+	unsigned long pages = 0;
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%lu", &pages), 1);
+	fclose(f);
+	tight = old;
+	tight.rlim_cur = pages * (rlim_t)sysconf(_SC_PAGESIZE) + (4u << 20);
+	assert_int_equal(setrlimit(RLIMIT_AS, &tight), 0);
+	int r = bl_change_reserve(&c, &b);
+	assert_int_equal(setrlimit(RLIMIT_AS, &old), 0);
+	assert_int_equal(r, -ENOMEM);
+	assert_int_equal(b.n, N);
+	assert_non_null(bl_find(&b, &gone, ORIGIN_CONTROL));
+	assert_null(bl_find(&b, &a, ORIGIN_OPERATOR));
+	assert_int_equal(bl_change_reserve(&c, &b), 0);
+	bl_change_commit(&c, &b);
+	assert_int_equal(b.n, N);
+	assert_null(bl_find(&b, &gone, ORIGIN_CONTROL));
+	assert_string_equal(bl_find(&b, &a, ORIGIN_OPERATOR)->reason, "r");
+	bl_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -410,6 +463,7 @@ int main(void)
 		cmocka_unit_test(test_index_matches_model),
 		cmocka_unit_test(test_change_matches_direct),
 		cmocka_unit_test(test_change_reblock_dropped),
+		cmocka_unit_test(test_change_out_of_memory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
