@@ -370,12 +370,15 @@ int bl_change_reserve(const struct bl_change *c, struct blocklist *base)
 	size_t want = base->n + c->set.n;
 	if (want >= UINT32_MAX - 1 || index_grow(base, want) < 0)
 		return -ENOMEM;
-	if (want > base->cap) {
-		struct bl_entry *nv = reallocarray(base->v, want, sizeof(*nv));
+	if (want > base->cap) { /* doubling, as bl_add: one block must not copy them all */
+		size_t ncap = base->cap ? base->cap : 16;
+		while (ncap < want)
+			ncap *= 2;
+		struct bl_entry *nv = reallocarray(base->v, ncap, sizeof(*nv));
 		if (!nv)
 			return -ENOMEM;
 		base->v = nv;
-		base->cap = want;
+		base->cap = ncap;
 	}
 	return 0;
 }
