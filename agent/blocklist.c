@@ -342,6 +342,146 @@ void bl_free(struct blocklist *b)
 	memset(b, 0, sizeof(*b));
 }
 
+/* ---- staged changes ---------------------------------------------------- */
+
+static const struct bl_entry *find_const(const struct blocklist *b, const struct cvz_prefix *p,
+					 enum bl_origin origin)
+{
+	if (!b->nslots)
+		return NULL;
+	uint32_t s = b->slot[slot_of(b, p, origin)];
+	return s ? &b->v[s - 1] : NULL;
+}
+
+void bl_change_init(struct bl_change *c, const struct blocklist *base)
+{
+	memset(c, 0, sizeof(*c));
+	c->base = base;
+}
+
+const struct bl_entry *bl_change_find(const struct bl_change *c, const struct cvz_prefix *p,
+				      enum bl_origin origin)
+{
+	const struct bl_entry *e = find_const(&c->set, p, origin);
+	if (e)
+		return e;
+	if (find_const(&c->gone, p, origin))
+		return NULL;
+	return find_const(c->base, p, origin);
+}
+
+int bl_change_add(struct bl_change *c, const struct cvz_prefix *p, enum bl_origin origin,
+		  uint64_t ttl, const char *reason, const char *incident, int64_t now)
+{
+	int64_t expires;
+	if (bl_expiry(ttl, now, &expires) < 0) /* checked first: nothing staged */
+		return -ERANGE;
+	if (find_const(&c->set, p, origin)) /* staged already: refresh it there */
+		return bl_add(&c->set, p, origin, ttl, reason, incident, now) < 0 ? -ENOMEM : 0;
+	const struct bl_entry *old = bl_change_find(c, p, origin);
+	if (old) {
+		/* a copy of the base's entry, then refreshed like bl_add would */
+		int r = bl_add(&c->set, p, origin, 0, old->reason, old->incident, old->created);
+		if (r < 0)
+			return r;
+		bl_find(&c->set, p, origin)->expires = old->expires;
+		c->n_shadow++;
+		return bl_add(&c->set, p, origin, ttl, reason, incident, now) < 0 ? -ENOMEM : 0;
+	}
+	int r = bl_add(&c->set, p, origin, ttl, reason, incident, now);
+	if (r < 0)
+		return r;
+	/* removed earlier in this change: the new entry replaces the base's */
+	if (bl_remove(&c->gone, p, origin) == 0)
+		c->n_shadow++;
+	return 1;
+}
+
+int bl_change_remove(struct bl_change *c, const struct cvz_prefix *p, enum bl_origin origin)
+{
+	if (!bl_change_find(c, p, origin))
+		return -ENOENT;
+	bool in_base = find_const(c->base, p, origin) != NULL;
+	if (in_base && bl_add(&c->gone, p, origin, 0, NULL, NULL, 0) < 0)
+		return -ENOMEM;
+	if (bl_remove(&c->set, p, origin) == 0 && in_base)
+		c->n_shadow--;
+	return 0;
+}
+
+bool bl_change_empty(const struct bl_change *c)
+{
+	return c->set.n == 0 && c->gone.n == 0;
+}
+
+const struct bl_entry *bl_change_next(const struct bl_change *c, size_t *it)
+{
+	const struct blocklist *b = c->base;
+	while (*it < b->n) {
+		const struct bl_entry *e = &b->v[(*it)++];
+		/* removed, or replaced by its staged version (walked below); a
+		   change of new entries alone costs no lookup per base entry */
+		if ((c->gone.n && find_const(&c->gone, &e->prefix, (enum bl_origin)e->origin)) ||
+		    (c->n_shadow && find_const(&c->set, &e->prefix, (enum bl_origin)e->origin)))
+			continue;
+		return e;
+	}
+	size_t i = *it - b->n;
+	if (i >= c->set.n)
+		return NULL;
+	(*it)++;
+	return &c->set.v[i];
+}
+
+int bl_change_reserve(const struct bl_change *c, struct blocklist *base)
+{
+	size_t want = base->n + c->set.n;
+	if (want >= UINT32_MAX - 1 || index_grow(base, want) < 0)
+		return -ENOMEM;
+	if (want > base->cap) { /* doubling, as bl_add: one block must not copy them all */
+		size_t ncap = base->cap ? base->cap : 16;
+		while (ncap < want)
+			ncap *= 2;
+		struct bl_entry *nv = reallocarray(base->v, ncap, sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		base->v = nv;
+		base->cap = ncap;
+	}
+	return 0;
+}
+
+void bl_change_commit(struct bl_change *c, struct blocklist *base)
+{
+	for (size_t i = 0; i < c->gone.n; i++)
+		bl_remove(base, &c->gone.v[i].prefix, (enum bl_origin)c->gone.v[i].origin);
+	for (size_t i = 0; i < c->set.n; i++) {
+		struct bl_entry *s = &c->set.v[i];
+		struct bl_entry *e = bl_find(base, &s->prefix, (enum bl_origin)s->origin);
+		if (e) {
+			entry_free(e);
+		} else { /* room was reserved: no allocation here */
+			if (!base->v || base->n >= base->cap)
+				abort(); /* bl_change_reserve() was not called */
+			e = &base->v[base->n];
+			base->slot[slot_of(base, &s->prefix, (enum bl_origin)s->origin)] =
+				(uint32_t)base->n + 1;
+			base->n++;
+		}
+		*e = *s; /* the strings move */
+		s->reason = s->incident = NULL;
+	}
+	bl_change_free(c);
+	c->base = base;
+}
+
+void bl_change_free(struct bl_change *c)
+{
+	bl_free(&c->set);
+	bl_free(&c->gone);
+	c->n_shadow = 0;
+}
+
 int bl_never_blockable(struct cvz_rangeset *safe)
 {
 	int err = 0;

@@ -37,10 +37,20 @@ void bl_view_free(struct bl_view *v)
 
 int bl_view_dynamic(const struct bl_view *v, const struct blocklist *b, struct cvz_rangeset *out)
 {
+	struct bl_change none;
+	bl_change_init(&none, b); /* allocates nothing */
+	return bl_view_dynamic_next(v, &none, out);
+}
+
+int bl_view_dynamic_next(const struct bl_view *v, const struct bl_change *c,
+			 struct cvz_rangeset *out)
+{
 	struct cvz_rangeset rt = { 0 };
+	const struct bl_entry *e;
+	size_t it = 0;
 	int err = 0;
-	for (size_t i = 0; !err && i < b->n; i++)
-		err = cvz_rangeset_add_prefix(&rt, &b->v[i].prefix);
+	while (!err && (e = bl_change_next(c, &it)))
+		err = cvz_rangeset_add_prefix(&rt, &e->prefix);
 	if (!err) {
 		cvz_rangeset_normalize(&rt);
 		/* a safelist added by a reload also carves entries made before */

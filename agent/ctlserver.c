@@ -1,7 +1,15 @@
 /* The control socket: local operators and tools talk to the daemon here.
  * Peers are checked with SO_PEERCRED/SO_PEERGROUPS: root, the agent's own
  * user and members of the socket's group are served, anyone else is refused
- * and journaled. No network listener, ever. */
+ * and journaled. No network listener, ever.
+ *
+ * Every connection is bounded (docs/config.md, "The control socket"): a
+ * complete request within CONN_REQUEST_USEC of the accept, or an error line
+ * and the close; a reply the client stops reading for CONN_IDLE_USEC is
+ * dropped; at most MAX_CONNS connections, CONNS_PER_UID of them from one
+ * uid other than root and the agent's, and CONNS_RESERVED kept for those
+ * two, so local users cannot take every slot. A connection refused for the
+ * limits gets an error line too. */
 #include <errno.h>
 #include <stdarg.h>
 #include <grp.h>
@@ -20,11 +28,22 @@
 #include "utf8.h"
 
 #define MAX_CONNS 64
+#define CONNS_PER_UID 8
+#define CONNS_RESERVED 8 /* of MAX_CONNS, only for root and the agent's own uid */
+#define CONN_REQUEST_USEC (10 * 1000000ULL) /* accept to a complete request */
+#define CONN_IDLE_USEC (10 * 1000000ULL)    /* a reply not read any further */
+/* SO_PEERGROUPS: the first try fits most peers; the kernel says how much a
+   peer in more groups needs, up to NGROUPS_MAX (65536) of them */
+#define PEERGROUPS_FIRST 256
+#define PEERGROUPS_MAX 65536
 
 struct ctl_conn {
 	struct daemon *d;
 	int fd;
 	sd_event_source *src;
+	sd_event_source *timer; /* request deadline, then reply idle time */
+	uint64_t active_at;     /* CLOCK_MONOTONIC usec of the last reply progress */
+	uint32_t uid;
 	struct actor actor;
 	bool allowed;
 	char in[CTL_MAX_REQUEST];
@@ -34,16 +53,42 @@ struct ctl_conn {
 };
 
 static sd_event_source *listen_src;
+/* The group whose members may use the socket, when there is one: the
+ * configured socket_group (whatever its gid, root's included: the operator
+ * named it), else the agent's own group as it runs (the configured user's,
+ * or its own when not root). An agent running as root with neither has no
+ * such group: only root and its own uid are served, never gid 0 by default. */
 static gid_t socket_gid;
+static bool socket_gid_set;
+static struct ctl_conn *conns[MAX_CONNS];
 static unsigned n_conns;
 
 static void conn_free(struct ctl_conn *c)
 {
 	sd_event_source_disable_unref(c->src);
+	sd_event_source_disable_unref(c->timer);
 	close(c->fd);
 	free(c->out);
+	for (size_t i = 0; i < MAX_CONNS; i++)
+		if (conns[i] == c)
+			conns[i] = NULL;
 	free(c);
 	n_conns--;
+}
+
+static unsigned conns_of_uid(uint32_t uid)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < MAX_CONNS; i++)
+		n += conns[i] && conns[i]->uid == uid;
+	return n;
+}
+
+static uint64_t now_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
 }
 
 /* ---- authorization ------------------------------------------------------------ */
@@ -52,9 +97,17 @@ static bool in_group(int fd, gid_t primary, gid_t want)
 {
 	if (primary == want)
 		return true;
-	gid_t groups[256];
-	socklen_t len = sizeof(groups);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+	gid_t first[PEERGROUPS_FIRST], *groups = first;
+	_cleanup_(freep) gid_t *more = NULL;
+	socklen_t len = sizeof(first);
+	int r = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+	/* ERANGE: len now says how much this peer's groups take */
+	if (r < 0 && errno == ERANGE && len > sizeof(first) &&
+	    len <= PEERGROUPS_MAX * sizeof(gid_t) && (more = malloc(len))) {
+		groups = more;
+		r = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+	}
+	if (r < 0)
 		return false;
 	for (size_t i = 0; i < len / sizeof(gid_t); i++)
 		if (groups[i] == want)
@@ -71,7 +124,7 @@ static bool authorize(struct ctl_conn *c)
 	c->actor = (struct actor){ .known = true, .uid = cred.uid, .pid = cred.pid };
 	if (cred.uid == 0 || cred.uid == geteuid())
 		return true;
-	return socket_gid != 0 && in_group(c->fd, cred.gid, socket_gid);
+	return socket_gid_set && in_group(c->fd, cred.gid, socket_gid);
 }
 
 /* ---- replies ------------------------------------------------------------------- */
@@ -335,9 +388,14 @@ static void deny(struct ctl_conn *c)
 				  .actor_pid = c->actor.pid };
 	audit(AE_CTL_DENIED, &f, "Refused a control connection from uid %u pid %d",
 	      c->actor.uid, c->actor.pid);
-	char why[128];
-	snprintf(why, sizeof(why), "uid %u is neither root nor a member of the socket's group",
-		 c->actor.uid);
+	char why[160];
+	if (socket_gid_set)
+		snprintf(why, sizeof(why), "uid %u is neither root nor a member of the socket's group",
+			 c->actor.uid);
+	else
+		snprintf(why, sizeof(why),
+			 "uid %u is not root, and without socket_group no group may use the socket",
+			 c->actor.uid);
 	set_reply(c, reply_error("permission denied: %s", why));
 }
 
@@ -348,8 +406,10 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *ud)
 		ssize_t w = c->out ? send(fd, c->out + c->outoff, c->outlen - c->outoff,
 					  MSG_DONTWAIT | MSG_NOSIGNAL)
 				   : -1;
-		if (w > 0)
+		if (w > 0) {
 			c->outoff += (size_t)w;
+			c->active_at = now_usec();
+		}
 		if ((w < 0 && errno != EAGAIN) || c->outoff >= c->outlen)
 			conn_free(c);
 		return 0;
@@ -373,7 +433,42 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *ud)
 		set_reply_line(c, ctl_request_reply(c->d, c->in, (size_t)(nl - c->in), &c->actor));
 	else if (c->inlen >= sizeof(c->in) - 1)
 		set_reply(c, reply_error("%s", "request too large"));
+	if (c->out)
+		c->active_at = now_usec(); /* the idle time of the reply starts */
 	return 0;
+}
+
+/* No complete request in time: the error line, then CONN_IDLE_USEC for the
+ * client to take it. A reply the client stopped reading: closed. */
+static int on_conn_timer(sd_event_source *s, uint64_t usec, void *ud)
+{
+	struct ctl_conn *c = ud;
+	uint64_t now = now_usec();
+	if (!c->out) {
+		set_reply(c, reply_error("timed out: no complete request within %llu s",
+					 CONN_REQUEST_USEC / 1000000ULL));
+		if (!c->out) { /* not even the error line: nothing to wait for */
+			conn_free(c);
+			return 0;
+		}
+		c->active_at = now;
+	} else if (now - c->active_at >= CONN_IDLE_USEC) {
+		conn_free(c);
+		return 0;
+	}
+	sd_event_source_set_time(s, c->active_at + CONN_IDLE_USEC);
+	sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+	return 0;
+}
+
+/* A connection over the limits: one error line, best effort, and closed. */
+static void refuse_now(int fd, const char *why)
+{
+	char line[256];
+	int n = snprintf(line, sizeof(line), "{\"ok\":false,\"error\":\"%s\"}\n", why);
+	if (n > 0 && (size_t)n < sizeof(line))
+		(void)!send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	close(fd);
 }
 
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *ud)
@@ -382,27 +477,59 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *ud)
 	int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (cfd < 0)
 		return 0;
-	struct ctl_conn *c = n_conns < MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
-	if (!c) {
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	char why[128];
+	if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
 		close(cfd);
 		return 0;
 	}
-	n_conns++;
+	/* root and our own uid (ExecReload=) are trusted, and always find a
+	   slot free of other users */
+	bool trusted = cred.uid == 0 || cred.uid == geteuid();
+	if (n_conns >= MAX_CONNS || (!trusted && n_conns >= MAX_CONNS - CONNS_RESERVED)) {
+		snprintf(why, sizeof(why), "too many connections (%d); try again", MAX_CONNS);
+		refuse_now(cfd, why);
+		return 0;
+	}
+	if (!trusted && conns_of_uid(cred.uid) >= CONNS_PER_UID) {
+		snprintf(why, sizeof(why), "too many connections from uid %u (at most %d at a time)",
+			 cred.uid, CONNS_PER_UID);
+		refuse_now(cfd, why);
+		return 0;
+	}
+	struct ctl_conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		refuse_now(cfd, "out of memory");
+		return 0;
+	}
 	c->d = d;
 	c->fd = cfd;
-	if (sd_event_add_io(d->ev, &c->src, cfd, EPOLLIN, on_conn_io, c) < 0) {
-		close(cfd);
+	c->uid = cred.uid;
+	if (sd_event_add_io(d->ev, &c->src, cfd, EPOLLIN, on_conn_io, c) < 0 ||
+	    sd_event_add_time_relative(d->ev, &c->timer, CLOCK_MONOTONIC, CONN_REQUEST_USEC, 0,
+				       on_conn_timer, c) < 0) {
+		sd_event_source_disable_unref(c->src);
+		sd_event_source_disable_unref(c->timer);
+		refuse_now(cfd, "cannot serve the connection");
 		free(c);
-		n_conns--;
 		return 0;
 	}
+	for (size_t i = 0; i < MAX_CONNS; i++)
+		if (!conns[i]) {
+			conns[i] = c;
+			break;
+		}
+	n_conns++;
 	c->allowed = authorize(c);
 	return 0;
 }
 
 /* ---- the listening socket --------------------------------------------------- */
 
-static int make_socket(const char *path, const char *group)
+/* own_gid: the group to give the socket without socket_group, or -1 for
+ * none (see socket_gid). */
+static int make_socket(const char *path, const char *group, gid_t own_gid)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
@@ -438,6 +565,9 @@ static int make_socket(const char *path, const char *group)
 			r = -errno;
 		else
 			socket_gid = g->gr_gid;
+	} else if (r == 0 && own_gid != (gid_t)-1 && own_gid != getegid() &&
+		   chown(path, (uid_t)-1, own_gid) < 0) {
+		r = -errno;
 	}
 	if (r == 0 && chmod(path, 0660) < 0)
 		r = -errno;
@@ -447,14 +577,17 @@ static int make_socket(const char *path, const char *group)
 		close(fd);
 		return r;
 	}
+	socket_gid_set = group || own_gid != (gid_t)-1;
 	if (!group)
-		socket_gid = getegid();
+		socket_gid = own_gid;
 	return fd;
 }
 
 int ctl_server_start(struct daemon *d)
 {
-	int fd = make_socket(d->cfg->socket, d->cfg->socket_group);
+	/* the agent's own group: the configured user's, or ours unless root's */
+	gid_t own = d->user.set ? d->user.gid : getegid() != 0 ? getegid() : (gid_t)-1;
+	int fd = make_socket(d->cfg->socket, d->cfg->socket_group, own);
 	if (fd < 0) {
 		struct audit_fields f = { .detail = strerror(-fd) };
 		fprintf(stderr, "cloudviz-agent: cannot listen on %s: %s\n", d->cfg->socket,

@@ -246,12 +246,20 @@ static int send_delta(struct daemon *d, const struct bl_view *view, struct cvz_r
 int daemon_apply_policy(struct daemon *d, const struct policy *p, bool force, char *err,
 			size_t len)
 {
+	struct bl_change none;
+	bl_change_init(&none, &d->bl); /* allocates nothing */
+	return daemon_apply_policy_next(d, p, &none, d->sx.lockdown, force, err, len);
+}
+
+int daemon_apply_policy_next(struct daemon *d, const struct policy *p, const struct bl_change *c,
+			     bool lockdown, bool force, char *err, size_t len)
+{
 	struct cvz_rangeset dyn = { 0 };
 	struct fw_table t;
 	struct bl_view view;
 	int r = view_of(p, &view);
 	if (r == 0) {
-		r = bl_view_dynamic(&view, &d->bl, &dyn);
+		r = bl_view_dynamic_next(&view, c, &dyn);
 		if (r < 0)
 			bl_view_free(&view);
 	}
@@ -259,7 +267,7 @@ int daemon_apply_policy(struct daemon *d, const struct policy *p, bool force, ch
 		snprintf(err, len, "%s", strerror(-r));
 		return r;
 	}
-	struct compile_opts co = { .lists = &view.lists, .dynamic = &dyn, .lockdown = d->sx.lockdown };
+	struct compile_opts co = { .lists = &view.lists, .dynamic = &dyn, .lockdown = lockdown };
 	r = policy_compile_opts(p, &co, &t);
 	if (r < 0) {
 		snprintf(err, len, "cannot compile: %s", strerror(-r));
@@ -309,13 +317,17 @@ static int apply_full(struct daemon *d, const struct policy *p, char *err, size_
 	return daemon_apply_policy(d, p, true, err, len);
 }
 
-/* After runtime entries changed (block, unblock, expiry): recomputes the
- * dynamic sets whole and sends what changed. The lists' sets are not
- * touched, so the cost does not grow with their size (docs/blocklists.md). */
-int daemon_sync_dynamic(struct daemon *d, char *err, size_t len)
+/* For a staged change of the runtime entries: recomputes the dynamic sets
+ * whole and sends what changed. The lists' sets are not touched, so the
+ * cost does not grow with their size (docs/blocklists.md). */
+static int sync_dynamic_next(struct daemon *d, const struct bl_change *c, char *err, size_t len)
 {
 	struct cvz_rangeset want;
-	int r = bl_view_dynamic(&d->view, &d->bl, &want);
+	/* only refreshes of live entries (a repeated block): the sets, which
+	   hold prefixes alone, are as they are */
+	if (c->gone.n == 0 && c->n_shadow == c->set.n && c->set.n)
+		return 0;
+	int r = bl_view_dynamic_next(&d->view, c, &want);
 	if (r < 0) {
 		snprintf(err, len, "%s", strerror(-r));
 		return r;
@@ -323,6 +335,76 @@ int daemon_sync_dynamic(struct daemon *d, char *err, size_t len)
 	r = send_delta(d, NULL, &want, err, len);
 	cvz_rangeset_free(&want);
 	return r;
+}
+
+/* Compute, send, swap (STYLE.md rule 16): n's change is made current only
+ * after the kernel took it, and, with n->save_first, only after the state
+ * as it will be was saved: a change acknowledged is a change saved, and a
+ * change that cannot be saved is refused with nothing changed. If the
+ * kernel then refuses, the file is written back from the live state. The
+ * live blocklist and state are never modified and rolled back. */
+int daemon_commit(struct daemon *d, struct daemon_next *n, char *err, size_t len)
+{
+	int r = bl_change_reserve(&n->bl, &d->bl);
+	if (r < 0) {
+		snprintf(err, len, "out of memory");
+		return r;
+	}
+	if (n->save_first) {
+		r = state_save_next(&d->sd, &n->bl, &n->sx, n->ids, n->n_ids);
+		if (r < 0) {
+			struct audit_fields f = { .detail = strerror(-r) };
+			audit(AE_STATE_WRITE_FAILED, &f,
+			      "Could not write the state to %s: %s; the change was refused",
+			      d->sd.path, strerror(-r));
+			snprintf(err, len, "cannot save the state in %s: %s; nothing was changed",
+				 d->sd.path, strerror(-r));
+			return r;
+		}
+	}
+	if (n->sx.lockdown != d->sx.lockdown)
+		r = daemon_apply_policy_next(d, d->policy, &n->bl, n->sx.lockdown, false, err, len);
+	else
+		r = sync_dynamic_next(d, &n->bl, err, len);
+	if (r < 0) {
+		n->kernel_refused = true;
+		if (n->save_first) { /* the file holds the refused change: put the live state back */
+			d->state_dirty = true;
+			save_now(d);
+		}
+		return r;
+	}
+	for (size_t i = 0; n->on_gone && i < n->bl.gone.n; i++) {
+		const struct bl_entry *g = &n->bl.gone.v[i];
+		n->on_gone(bl_find(&d->bl, &g->prefix, (enum bl_origin)g->origin), n->on_gone_arg);
+	}
+	bl_change_commit(&n->bl, &d->bl);
+	d->sx.lockdown = n->sx.lockdown;
+	memcpy(d->sx.cursor, n->sx.cursor, sizeof(d->sx.cursor));
+	for (size_t i = 0; i < n->n_ids; i++)
+		if (d->seen && instr_seen_add(d->seen, n->ids[i]) < 0)
+			break; /* out of memory: a replay would only re-apply the same */
+	if (n->save_first) {
+		d->state_dirty = false;
+		daemon_notify_status(d);
+	} else {
+		state_changed(d);
+	}
+	daemon_arm_expiry(d);
+	return 0;
+}
+
+void daemon_next_init(struct daemon_next *n, const struct daemon *d)
+{
+	memset(n, 0, sizeof(*n));
+	bl_change_init(&n->bl, &d->bl);
+	n->sx = d->sx;
+	n->save_first = true;
+}
+
+void daemon_next_free(struct daemon_next *n)
+{
+	bl_change_free(&n->bl);
 }
 
 /* ---- expiry ------------------------------------------------------------ */
@@ -359,22 +441,47 @@ static void journal_expired(const struct bl_entry *e, void *arg)
 	audit(AE_BLOCK_EXPIRED, &f, "Block of %s (%s) expired", addr, f.origin);
 }
 
-static void expire_now(struct daemon *d)
+/* Expired entries leave the blocklist only once the kernel dropped them;
+ * if it refuses, they stay (and are journaled) and the removal is tried
+ * again a second later. Returns 0 or a negative errno. */
+static int expire_now(struct daemon *d)
 {
 	char err[512];
-	if (bl_expire(&d->bl, now_s(), journal_expired, NULL) == 0)
-		return;
-	if (daemon_sync_dynamic(d, err, sizeof(err)) < 0) {
+	int64_t now = now_s();
+	struct daemon_next n;
+	daemon_next_init(&n, d);
+	n.save_first = false; /* saved once the burst ends, as before */
+	n.on_gone = journal_expired;
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < d->bl.n; i++) {
+		const struct bl_entry *e = &d->bl.v[i];
+		if (e->expires && e->expires <= now)
+			r = bl_change_remove(&n.bl, &e->prefix, (enum bl_origin)e->origin);
+	}
+	if (r == 0 && bl_change_empty(&n.bl)) {
+		daemon_next_free(&n);
+		return 0;
+	}
+	if (r < 0)
+		snprintf(err, sizeof(err), "%s", strerror(-r));
+	else
+		r = daemon_commit(d, &n, err, sizeof(err));
+	if (r < 0) {
 		struct audit_fields f = { .detail = err };
 		audit(AE_KERNEL_ERROR, &f, "Could not remove expired blocks: %s", err);
 	}
-	state_changed(d);
+	daemon_next_free(&n);
+	return r;
 }
 
 static int on_expiry_timer(sd_event_source *s, uint64_t usec, void *ud)
 {
 	struct daemon *d = ud;
-	expire_now(d);
+	if (expire_now(d) < 0) { /* the entries are still there: retry shortly */
+		sd_event_source_set_time(s, (uint64_t)(now_s() + 1) * 1000000ULL);
+		sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+		return 0;
+	}
 	arm_expiry_from(d, now_s() + 1);
 	return 0;
 }
@@ -415,31 +522,27 @@ int daemon_block(struct daemon *d, const struct cvz_prefix *p, enum bl_origin or
 		audit(AE_BLOCK_REJECTED, &f, "Refused to block %s: %s", addr, no);
 		return -EPERM;
 	}
-	/* keep the old entry to undo if the kernel refuses */
-	struct bl_entry *old = bl_find(&d->bl, p, origin);
-	int64_t old_expires = old ? old->expires : 0;
-	int r = bl_add(&d->bl, p, origin, ttl, reason, incident, now_ceil_s());
-	if (r < 0) {
+	/* the live entry, if any, stays as it is unless the change is taken */
+	struct daemon_next n;
+	daemon_next_init(&n, d);
+	int r = bl_change_add(&n.bl, p, origin, ttl, reason, incident, now_ceil_s());
+	if (r < 0)
 		snprintf(err, errlen, r == -ERANGE ? "ttl %llu is out of range (at most %lld seconds)"
 						   : "out of memory",
 			 (unsigned long long)ttl, (long long)CVZ_TTL_MAX);
-		return r;
-	}
-	bool added = r == 1;
-	r = daemon_sync_dynamic(d, err, errlen);
+	else
+		r = daemon_commit(d, &n, err, errlen);
+	daemon_next_free(&n);
 	if (r < 0) {
-		if (added)
-			bl_remove(&d->bl, p, origin);
-		else
-			bl_find(&d->bl, p, origin)->expires = old_expires;
 		f.detail = err;
-		audit(AE_KERNEL_ERROR, &f, "Could not block %s: %s", addr, err);
+		if (n.kernel_refused)
+			audit(AE_KERNEL_ERROR, &f, "Could not block %s: %s", addr, err);
+		else
+			audit(AE_BLOCK_REJECTED, &f, "Refused to block %s: %s", addr, err);
 		return r;
 	}
 	audit(AE_ADDR_BLOCKED, &f, "Blocked %s (%s%s%s)", addr, f.origin, reason ? ": " : "",
 	      reason ? reason : "");
-	daemon_state_changed_now(d);
-	daemon_arm_expiry(d);
 	return 0;
 }
 
@@ -452,29 +555,27 @@ int daemon_unblock(struct daemon *d, const struct cvz_prefix *p, enum bl_origin 
 		.origin = bl_origin_name(origin),
 	};
 	actor_fields(&f, a);
-	struct bl_entry *e = bl_find(&d->bl, p, origin);
-	if (!e) {
+	struct daemon_next n;
+	daemon_next_init(&n, d);
+	int r = bl_change_remove(&n.bl, p, origin);
+	if (r == -ENOENT) {
+		daemon_next_free(&n);
 		snprintf(err, errlen, "%s is not blocked by origin %s", addr, f.origin);
-		return -ENOENT;
+		return r;
 	}
-	struct bl_entry saved = *e;
-	saved.reason = e->reason ? strdup(e->reason) : NULL;
-	saved.incident = e->incident ? strdup(e->incident) : NULL;
-	bl_remove(&d->bl, p, origin);
-	int r = daemon_sync_dynamic(d, err, errlen);
+	if (r < 0)
+		snprintf(err, errlen, "out of memory");
+	else
+		r = daemon_commit(d, &n, err, errlen);
+	daemon_next_free(&n);
 	if (r < 0) {
-		bl_add(&d->bl, p, origin, 0, saved.reason, saved.incident, saved.created);
-		bl_find(&d->bl, p, origin)->expires = saved.expires;
 		f.detail = err;
-		audit(AE_KERNEL_ERROR, &f, "Could not unblock %s: %s", addr, err);
-	} else {
-		audit(AE_ADDR_UNBLOCKED, &f, "Unblocked %s (%s)", addr, f.origin);
-		daemon_state_changed_now(d);
-		daemon_arm_expiry(d);
+		if (n.kernel_refused) /* else state_write_failed was journaled */
+			audit(AE_KERNEL_ERROR, &f, "Could not unblock %s: %s", addr, err);
+		return r;
 	}
-	free(saved.reason);
-	free(saved.incident);
-	return r;
+	audit(AE_ADDR_UNBLOCKED, &f, "Unblocked %s (%s)", addr, f.origin);
+	return 0;
 }
 
 /* ---- reload and commit-confirmed -----------------------------------------

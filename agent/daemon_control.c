@@ -1,13 +1,14 @@
 /* The daemon's side of the control API (docs/control-api.md): credentials
  * at start and reload, and what a reply means for the blocklist.
  *
- * A reply is applied as one change: every instruction is carried out on the
- * in-memory blocklist first, then the kernel gets one transaction (a set
- * delta, or the whole table when lockdown flips). If the kernel refuses,
- * the blocklist and lockdown are put back as they were and the reply counts
- * as failed: nothing of it is applied, the cursor does not move, and the
- * same reply comes again after backoff. Only after the kernel took it are
- * the cursor and the ids saved, and then the report is queued. */
+ * A reply is applied as one change (compute, send, swap: STYLE.md rule 16):
+ * every instruction is staged in a change beside the live blocklist (struct
+ * daemon_next), the state as the reply leaves it (entries, lockdown, cursor,
+ * ids) is saved, and the kernel gets one transaction (a set delta, or the
+ * whole table when lockdown flips). Only when both succeeded is the change
+ * made current and the report queued. If either fails, nothing of the reply
+ * was applied: the live blocklist was never touched, the cursor does not
+ * move, and the same reply comes again after backoff. */
 #include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -87,80 +88,6 @@ static size_t api_addrs(const struct daemon *d, const char *server_ip, struct cv
 	return n;
 }
 
-/* Undoing a reply the kernel refused: before each change to a control
- * entry, how that entry was (or that there was none). Replayed backwards,
- * the records restore the blocklist exactly; the cost follows what the
- * reply touched, not how many entries there are. */
-struct undo_rec {
-	struct bl_entry before; /* prefix always; the rest when existed */
-	bool existed;
-};
-
-struct undo {
-	struct undo_rec *v;
-	size_t n, cap;
-	bool lockdown;
-};
-
-static int copy_entry(struct blocklist *to, const struct bl_entry *e)
-{
-	int r = bl_add(to, &e->prefix, (enum bl_origin)e->origin, 0, e->reason, e->incident,
-		       e->created);
-	if (r >= 0)
-		bl_find(to, &e->prefix, (enum bl_origin)e->origin)->expires = e->expires;
-	return r < 0 ? r : 0;
-}
-
-/* Records how the control entry for p is now, before it changes. */
-static int undo_note(struct undo *u, struct blocklist *b, const struct cvz_prefix *p)
-{
-	if (u->n == u->cap) {
-		size_t ncap = u->cap ? u->cap * 2 : 64;
-		struct undo_rec *nv = reallocarray(u->v, ncap, sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		u->v = nv;
-		u->cap = ncap;
-	}
-	struct undo_rec *rec = &u->v[u->n];
-	memset(rec, 0, sizeof(*rec));
-	rec->before.prefix = *p;
-	const struct bl_entry *e = bl_find(b, p, ORIGIN_CONTROL);
-	if (e) {
-		rec->existed = true;
-		rec->before = *e;
-		rec->before.reason = e->reason ? strdup(e->reason) : NULL;
-		rec->before.incident = e->incident ? strdup(e->incident) : NULL;
-		if ((e->reason && !rec->before.reason) || (e->incident && !rec->before.incident)) {
-			free(rec->before.reason);
-			free(rec->before.incident);
-			return -ENOMEM;
-		}
-	}
-	u->n++;
-	return 0;
-}
-
-static void undo_now(struct undo *u, struct daemon *d)
-{
-	for (size_t i = u->n; i-- > 0;) {
-		const struct undo_rec *rec = &u->v[i];
-		bl_remove(&d->bl, &rec->before.prefix, ORIGIN_CONTROL);
-		if (rec->existed)
-			copy_entry(&d->bl, &rec->before); /* the index has room: it held it */
-	}
-	d->sx.lockdown = u->lockdown;
-}
-
-static void undo_free(struct undo *u)
-{
-	for (size_t i = 0; i < u->n; i++) {
-		free(u->v[i].before.reason);
-		free(u->v[i].before.incident);
-	}
-	free(u->v);
-}
-
 /* What one reply did, for the journal and the report. */
 struct outcome {
 	json_t *applied;  /* ids */
@@ -191,14 +118,14 @@ static int reject(struct outcome *o, const struct instr *in, const char *target,
 }
 
 static int carry_out(struct daemon *d, const struct instr *in, struct outcome *o,
-		     struct undo *u, int64_t now)
+		     struct daemon_next *n, int64_t now)
 {
 	char why[256];
 	if (in->action == INSTR_LOCKDOWN) {
 		if (in->enabled && !policy_lockdown_usable(d->policy, why, sizeof(why)))
 			return reject(o, in, "lockdown", why);
-		if (d->sx.lockdown != in->enabled) {
-			d->sx.lockdown = in->enabled;
+		if (n->sx.lockdown != in->enabled) {
+			n->sx.lockdown = in->enabled;
 			o->lockdown_changed = !o->lockdown_changed;
 			o->lockdown_by = in;
 		}
@@ -211,17 +138,17 @@ static int carry_out(struct daemon *d, const struct instr *in, struct outcome *o
 			return r;
 		if (tg->why[0])
 			continue;
-		r = undo_note(u, &d->bl, &tg->prefix);
-		if (r < 0)
-			return r;
 		if (in->action == INSTR_BLOCK) {
-			r = bl_add(&d->bl, &tg->prefix, ORIGIN_CONTROL, in->ttl, in->reason,
-				   in->incident, now);
+			r = bl_change_add(&n->bl, &tg->prefix, ORIGIN_CONTROL, in->ttl, in->reason,
+					  in->incident, now);
 			if (r < 0)
 				return r;
 			o->added += r == 1;
-		} else if (bl_remove(&d->bl, &tg->prefix, ORIGIN_CONTROL) == 0) {
-			o->removed++;
+		} else {
+			r = bl_change_remove(&n->bl, &tg->prefix, ORIGIN_CONTROL);
+			if (r == -ENOMEM)
+				return r;
+			o->removed += r == 0;
 		}
 	}
 	return 0;
@@ -229,7 +156,7 @@ static int carry_out(struct daemon *d, const struct instr *in, struct outcome *o
 
 /* full:true: control entries named by no block instruction of the reply go. */
 static int drop_unnamed(struct daemon *d, const struct instr_batch *b, struct outcome *o,
-			struct undo *u)
+			struct daemon_next *n)
 {
 	struct blocklist named = { 0 };
 	int r = 0;
@@ -239,9 +166,11 @@ static int drop_unnamed(struct daemon *d, const struct instr_batch *b, struct ou
 				r = bl_add(&named, &b->v[i].targets[t].prefix, ORIGIN_CONTROL, 0, NULL,
 					   NULL, 0) < 0 ? -ENOMEM : 0;
 	for (size_t i = d->bl.n; r == 0 && i-- > 0;) {
-		struct bl_entry *e = &d->bl.v[i];
-		if (e->origin == ORIGIN_CONTROL && !bl_find(&named, &e->prefix, ORIGIN_CONTROL)) {
-			if ((r = undo_note(u, &d->bl, &e->prefix)) < 0)
+		const struct bl_entry *e = &d->bl.v[i];
+		/* staged entries are all named; a live one may be unblocked already */
+		if (e->origin == ORIGIN_CONTROL && !bl_find(&named, &e->prefix, ORIGIN_CONTROL) &&
+		    bl_change_find(&n->bl, &e->prefix, ORIGIN_CONTROL)) {
+			if ((r = bl_change_remove(&n->bl, &e->prefix, ORIGIN_CONTROL)) < 0)
 				break;
 			struct cvz_prefix *nd = reallocarray(o->dropped, o->n_dropped + 1, sizeof(*nd));
 			if (!nd) {
@@ -250,7 +179,6 @@ static int drop_unnamed(struct daemon *d, const struct instr_batch *b, struct ou
 			}
 			o->dropped = nd;
 			nd[o->n_dropped++] = e->prefix;
-			bl_remove(&d->bl, &e->prefix, ORIGIN_CONTROL);
 			o->removed++;
 		}
 	}
@@ -339,8 +267,9 @@ static int repeated_ids(const struct daemon *d, const struct instr_batch *b, boo
 	return r;
 }
 
+/* Stages the reply in n and commits it: saved, sent, made current. */
 static int apply_batch(struct daemon *d, const struct instr_batch *b, const bool *skip,
-		       struct outcome *o, struct undo *u, char *err, size_t errlen)
+		       struct outcome *o, struct daemon_next *n, char *err, size_t errlen)
 {
 	int64_t now = (int64_t)time(NULL) + 1; /* TTLs last at least as long as asked */
 	int r = 0;
@@ -348,17 +277,25 @@ static int apply_batch(struct daemon *d, const struct instr_batch *b, const bool
 		const struct instr *in = &b->v[i];
 		json_array_append_new(o->applied, json_string(in->id));
 		if (!skip[i])
-			r = carry_out(d, in, o, u, now);
+			r = carry_out(d, in, o, n, now);
 	}
 	if (r == 0 && b->full)
-		r = drop_unnamed(d, b, o, u);
+		r = drop_unnamed(d, b, o, n);
 	if (r < 0) {
 		snprintf(err, errlen, "%s", strerror(-r));
 		return r;
 	}
-	if (o->lockdown_changed)
-		return daemon_apply_policy(d, d->policy, false, err, errlen);
-	return daemon_sync_dynamic(d, err, errlen);
+	snprintf(n->sx.cursor, sizeof(n->sx.cursor), "%s", b->cursor);
+	return daemon_commit(d, n, err, errlen);
+}
+
+/* The ids of a reply, for the state saved with it. */
+static const char **batch_ids(const struct instr_batch *b)
+{
+	const char **ids = calloc(b->n ? b->n : 1, sizeof(*ids));
+	for (size_t i = 0; ids && i < b->n; i++)
+		ids[i] = b->v[i].id;
+	return ids;
 }
 
 static void journal_lockdown(const struct daemon *d, const struct instr *by)
@@ -389,33 +326,29 @@ static int on_reply(void *ud, const char *body, size_t len, const char *server_i
 	int r = instr_parse(body, len, &lim, &b, err, errlen);
 	if (r < 0)
 		return r;
-	struct undo u = { .lockdown = d->sx.lockdown };
+	struct daemon_next n;
+	daemon_next_init(&n, d);
+	_cleanup_(freep) const char **ids = batch_ids(&b);
+	n.ids = ids;
+	n.n_ids = b.n;
 	bool *skip = NULL;
 	struct outcome o = { .applied = json_array(), .rejected = json_array() };
-	r = o.applied && o.rejected ? repeated_ids(d, &b, &skip) : -ENOMEM;
-	if (r < 0) {
+	r = ids && o.applied && o.rejected ? repeated_ids(d, &b, &skip) : -ENOMEM;
+	if (r < 0)
 		snprintf(err, errlen, "out of memory");
-	} else {
-		r = apply_batch(d, &b, skip, &o, &u, err, errlen);
-		if (r < 0)
-			undo_now(&u, d);
-	}
-	undo_free(&u);
-	for (size_t i = 0; r == 0 && i < b.n; i++)
-		if (instr_seen_add(d->seen, b.v[i].id) < 0)
-			break; /* out of memory: a replay would only re-apply the same */
+	else
+		r = apply_batch(d, &b, skip, &o, &n, err, errlen);
+	daemon_next_free(&n);
 	if (r == 0) {
 		journal_targets(&b, skip, count_targets(&b));
 		journal_dropped(&o, b.cursor);
-		snprintf(d->sx.cursor, sizeof(d->sx.cursor), "%s", b.cursor);
 		if (o.lockdown_changed)
 			journal_lockdown(d, o.lockdown_by);
 		struct audit_fields f = { .origin = "control", .cursor = b.cursor };
 		audit(AE_CONTROL_APPLIED, &f,
 		      "Applied control API %s reply: %zu instructions, %zu entries added, %zu removed, %zu targets rejected",
 		      b.full ? "snapshot" : "delta", b.n, o.added, o.removed, o.n_rejected);
-		daemon_state_changed_now(d); /* the cursor moves only once saved */
-		daemon_arm_expiry(d);
+		/* saved with the cursor before it was made current */
 		control_queue_report(d->control, report_json(d, b.cursor, &o));
 	}
 	json_decref(o.applied);

@@ -41,22 +41,26 @@ static void put_string(FILE *f, const char *str)
 }
 
 struct state_write {
-	const struct blocklist *b;
+	const struct bl_change *c;
 	const struct state_extra *x;
+	const char *const *ids;
+	size_t n_ids;
 };
 
 /* Written entry by entry rather than built as one jansson tree: at 10^5
  * control entries the tree took most of a second and 100 MB. */
-static void write_state(FILE *f, const struct blocklist *b, const struct state_extra *x)
+static void write_state(FILE *f, const struct bl_change *c, const struct state_extra *x,
+			const char *const *ids, size_t n_ids)
 {
+	const struct bl_entry *e;
+	size_t it = 0, i = 0;
 	fprintf(f, "{\"version\":%d,\"lockdown\":%s,\"confirm_deadline\":%lld,\"cursor\":",
 		STATE_VERSION, x->lockdown ? "true" : "false", (long long)x->confirm_deadline);
 	put_string(f, x->cursor);
 	fprintf(f, ",\"reverted_digest\":\"%s\",\"trial_digest\":\"%s\",\"previous_digest\":\"%s\",\"last_good_digest\":\"%s\"",
 		x->reverted_digest, x->trial_digest, x->previous_digest, x->last_good_digest);
 	fputs(",\"entries\":[", f);
-	for (size_t i = 0; i < b->n; i++) {
-		const struct bl_entry *e = &b->v[i];
+	for (; (e = bl_change_next(c, &it)); i++) {
 		char addr[CVZ_PREFIX_STRLEN];
 		fprintf(f, "%s{\"addr\":\"%s\",\"origin\":\"%s\",\"created\":%lld,\"expires\":%lld",
 			i ? "," : "", cvz_prefix_format(&e->prefix, addr, sizeof(addr)),
@@ -74,10 +78,17 @@ static void write_state(FILE *f, const struct blocklist *b, const struct state_e
 	}
 	fputs("],\"seen_ids\":[", f);
 	size_t n_seen = x->seen ? instr_seen_count(x->seen) : 0;
-	for (size_t i = 0; i < n_seen; i++) {
-		if (i)
+	for (size_t k = 0; k < n_seen; k++) {
+		if (k)
 			fputc(',', f);
-		put_string(f, instr_seen_at(x->seen, i));
+		put_string(f, instr_seen_at(x->seen, k));
+	}
+	/* a change's ids come last, as the newest; a load into a full set
+	   drops the oldest, as adding them to x->seen would */
+	for (size_t k = 0; k < n_ids; k++) {
+		if (n_seen || k)
+			fputc(',', f);
+		put_string(f, ids[k]);
 	}
 	fputs("]}\n", f);
 }
@@ -86,13 +97,21 @@ static void write_state(FILE *f, const struct blocklist *b, const struct state_e
 static void write_state_cb(FILE *f, const void *ud)
 {
 	const struct state_write *w = ud;
-	write_state(f, w->b, w->x);
+	write_state(f, w->c, w->x, w->ids, w->n_ids);
+}
+
+int state_save_next(const struct statedir *sd, const struct bl_change *c,
+		    const struct state_extra *x, const char *const *ids, size_t n_ids)
+{
+	struct state_write w = { c, x, ids, n_ids };
+	return statedir_write(sd, STATE_FILE, write_state_cb, &w);
 }
 
 int state_save(const struct statedir *sd, const struct blocklist *b, const struct state_extra *x)
 {
-	struct state_write w = { b, x };
-	return statedir_write(sd, STATE_FILE, write_state_cb, &w);
+	struct bl_change none;
+	bl_change_init(&none, b); /* allocates nothing */
+	return state_save_next(sd, &none, x, NULL, 0);
 }
 
 /* "" or 64 lowercase hex digits. */

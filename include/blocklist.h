@@ -90,6 +90,50 @@ int64_t bl_next_expiry(const struct blocklist *b);
 int bl_expiry_timer_usec(const struct blocklist *b, int64_t not_before, uint64_t *usec);
 void bl_free(struct blocklist *b);
 
+/* A staged change to a blocklist (STYLE.md rule 16: compute, send, swap):
+ * the entries a block, unblock, expiry or control API reply adds, refreshes
+ * or removes, held beside the live blocklist, which is not touched until the
+ * kernel took the change. Its size follows what the change touches, never
+ * the size of the live blocklist: nothing of the base is copied.
+ *
+ * Usage: bl_change_init, then bl_change_add/_remove (reads see the base as
+ * changed so far), bl_change_reserve, then either bl_change_commit (the
+ * kernel took it) or just bl_change_free (it did not: the base is as it
+ * was). */
+struct bl_change {
+	const struct blocklist *base;
+	struct blocklist set;  /* new or refreshed entries, complete */
+	struct blocklist gone; /* keys removed from the base (prefix, origin only) */
+	size_t n_shadow;       /* entries of set that replace one of the base */
+};
+
+/* Starts an empty change on base; allocates nothing. */
+void bl_change_init(struct bl_change *c, const struct blocklist *base);
+/* The entry for (p, origin) as the change would leave it, or NULL. Valid
+ * until the next call that modifies c. */
+const struct bl_entry *bl_change_find(const struct bl_change *c, const struct cvz_prefix *p,
+				      enum bl_origin origin);
+/* bl_add() on the base as changed so far, with the same refresh rules.
+ * Returns 1 new, 0 refreshed, -ENOMEM (c is then as before the call or with
+ * the entry staged unchanged; either way the base is untouched). */
+int bl_change_add(struct bl_change *c, const struct cvz_prefix *p, enum bl_origin origin,
+		  uint64_t ttl, const char *reason, const char *incident, int64_t now);
+/* Stages the removal of (p, origin). Returns 0, -ENOENT when the base as
+ * changed holds no such entry, or -ENOMEM. */
+int bl_change_remove(struct bl_change *c, const struct cvz_prefix *p, enum bl_origin origin);
+/* True when c changes nothing. */
+bool bl_change_empty(const struct bl_change *c);
+/* Walks the entries of the base as changed by c, in no meaningful order:
+ * *it starts at 0; returns the next entry, or NULL at the end. */
+const struct bl_entry *bl_change_next(const struct bl_change *c, size_t *it);
+/* Makes room in base (which must be c->base) for what c adds, so that
+ * commit cannot fail. Changes no entry. Returns 0 or -ENOMEM. */
+int bl_change_reserve(const struct bl_change *c, struct blocklist *base);
+/* Moves the change into base (which must be c->base and reserved for it)
+ * and leaves c empty. Cannot fail. */
+void bl_change_commit(struct bl_change *c, struct blocklist *base);
+void bl_change_free(struct bl_change *c);
+
 /* The blocklist as the kernel must hold it, in two pairs of sets
  * (docs/blocklists.md): the policy and list entries, large and changed only
  * by a reload, kept here normalised once per policy; and the runtime
@@ -109,6 +153,9 @@ void bl_view_free(struct bl_view *v);
  * dynamic sets. The cost grows with b, not with the lists. Returns 0 or
  * -ENOMEM (out untouched on error). */
 int bl_view_dynamic(const struct bl_view *v, const struct blocklist *b, struct cvz_rangeset *out);
+/* The same for the base of c as changed by c, without applying c. */
+int bl_view_dynamic_next(const struct bl_view *v, const struct bl_change *c,
+			 struct cvz_rangeset *out);
 /* Adds the never-blockable ranges (loopback, unspecified, multicast). */
 int bl_never_blockable(struct cvz_rangeset *out);
 

@@ -75,9 +75,35 @@ int daemon_confirm(struct daemon *d, const struct actor *a, char *err, size_t er
 /* The one-line STATUS= text, e.g. "policy 3f2a9c1e, 1204 blocked, lockdown off". */
 void daemon_status_line(const struct daemon *d, char *buf, size_t len);
 
+/* The next state of what a runtime change touches, computed beside the
+ * live one (STYLE.md rule 16): the staged blocklist change, and the state's
+ * lockdown and cursor as they will be. */
+struct daemon_next {
+	struct bl_change bl;
+	struct state_extra sx;  /* a copy of d->sx to change; sx.seen is d's */
+	const char *const *ids; /* instruction ids the change carries out */
+	size_t n_ids;
+	bool save_first;        /* refuse the change unless its state was saved */
+	/* called, when set, for each removed entry once the kernel took the
+	   change and before it is made current (the entry is still whole) */
+	void (*on_gone)(const struct bl_entry *e, void *arg);
+	void *on_gone_arg;
+	bool kernel_refused;    /* out: daemon_commit failed at the kernel */
+};
+
+/* An empty change on d's live state, with save_first. Allocates nothing. */
+void daemon_next_init(struct daemon_next *n, const struct daemon *d);
+void daemon_next_free(struct daemon_next *n);
+/* Saves (save_first) the state as n will make it, sends the kernel the
+ * difference in one transaction (the whole table when lockdown flips), and
+ * only then makes n current: blocklist, lockdown, cursor, ids. On any error
+ * the live state and the kernel are as they were (the file too, unless
+ * writing it back failed, which is journaled), with a reason in err.
+ * Returns 0 or a negative errno. n stays the caller's to free. */
+int daemon_commit(struct daemon *d, struct daemon_next *n, char *err, size_t len);
+
 /* Shared by daemon.c and daemon_control.c. */
 void daemon_state_changed_now(struct daemon *d);
-int daemon_sync_dynamic(struct daemon *d, char *err, size_t len);
 void daemon_arm_expiry(struct daemon *d);
 void daemon_notify_status(const struct daemon *d);
 /* Makes the kernel hold policy p (with lockdown as d->sx.lockdown) plus every
@@ -85,6 +111,10 @@ void daemon_notify_status(const struct daemon *d);
  * delta. On success p's view becomes d->view. */
 int daemon_apply_policy(struct daemon *d, const struct policy *p, bool force, char *err,
 			size_t len);
+/* The same for d's runtime entries as changed by c, with lockdown as
+ * given; d's blocklist and lockdown stay as they are (the caller commits). */
+int daemon_apply_policy_next(struct daemon *d, const struct policy *p, const struct bl_change *c,
+			     bool lockdown, bool force, char *err, size_t len);
 
 /* daemon_control.c: the control API client's side in the daemon. */
 /* At start: loads and checks the credentials (refusing to start with a

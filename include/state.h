@@ -43,6 +43,13 @@ struct state_extra {
 
 /* Writes the state. Returns 0 or -errno; on error the old file stays. */
 int state_save(const struct statedir *sd, const struct blocklist *b, const struct state_extra *x);
+/* Writes the state as it will be once a staged change is applied: the
+ * entries of c->base as changed by c, x, and x->seen followed by ids[0..n_ids)
+ * (the instruction ids the change carries out). Saved before the change is
+ * made current, so that a change acknowledged is a change saved. Returns 0
+ * or -errno; on error the old file stays. */
+int state_save_next(const struct statedir *sd, const struct bl_change *c, const struct state_extra *x,
+		    const char *const *ids, size_t n_ids);
 
 /* Parses the bytes of a state file into the empty b and x, all or nothing:
  * on error b, x and x->seen are as they were (only running out of memory

@@ -3,11 +3,15 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "blocklist.h"
@@ -382,6 +386,192 @@ static void test_expiry_timer(void **state)
 	bl_free(&b);
 }
 
+/* A copy of b made by plain bl_add (the reference for staged changes). */
+static void copy_blocklist(const struct blocklist *b, struct blocklist *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < b->n; i++) {
+		const struct bl_entry *e = &b->v[i];
+		assert_true(bl_add(out, &e->prefix, (enum bl_origin)e->origin, 0, e->reason,
+				   e->incident, e->created) >= 0);
+		bl_find(out, &e->prefix, (enum bl_origin)e->origin)->expires = e->expires;
+	}
+}
+
+static bool same_text(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static void assert_same_entry(const struct bl_entry *a, const struct bl_entry *b)
+{
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(a->created, b->created);
+	assert_int_equal(a->expires, b->expires);
+	assert_true(same_text(a->reason, b->reason));
+	assert_true(same_text(a->incident, b->incident));
+}
+
+/* The entries walked (base as changed) are exactly want's. */
+static void assert_walk_equals(const struct bl_change *c, struct blocklist *want)
+{
+	const struct bl_entry *e;
+	size_t it = 0, n = 0;
+	while ((e = bl_change_next(c, &it))) {
+		assert_same_entry(e, bl_find(want, &e->prefix, (enum bl_origin)e->origin));
+		n++;
+	}
+	assert_int_equal(n, want->n);
+}
+
+static void assert_blocklists_equal(struct blocklist *a, struct blocklist *b)
+{
+	assert_int_equal(a->n, b->n);
+	for (size_t i = 0; i < a->n; i++)
+		assert_same_entry(&a->v[i], bl_find(b, &a->v[i].prefix, (enum bl_origin)a->v[i].origin));
+}
+
+/* Staged changes against the same operations done directly on a copy: what
+ * the change reads and walks is the copy; the base is untouched until the
+ * commit, after which it equals the copy; a dropped change leaves the base
+ * exactly as it was, reasons, incidents and expiries included (the undo it
+ * replaces restored only the expiry). */
+static void test_change_matches_direct(void **state)
+{
+	(void)state;
+	enum { KEYS = 300, ROUNDS = 400 };
+	static const char *const texts[] = { NULL, "alpha", "beta", "gamma" };
+	struct blocklist base = { 0 };
+	srand(11);
+	for (int round = 0; round < ROUNDS; round++) {
+		struct blocklist before, ref;
+		copy_blocklist(&base, &before);
+		copy_blocklist(&base, &ref);
+		struct bl_change c;
+		bl_change_init(&c, &base);
+		int steps = 1 + rand() % 40;
+		for (int step = 0; step < steps; step++) {
+			int k = rand() % KEYS, op = rand() % 10;
+			struct cvz_prefix p = { .family = AF_INET, .len = 32,
+						.addr = { 198, 51, (uint8_t)(k >> 8), (uint8_t)k } };
+			enum bl_origin og = k % 3 ? ORIGIN_CONTROL : ORIGIN_OPERATOR;
+			int64_t now = 1000 + round;
+			if (op < 6) {
+				uint64_t ttl = (uint64_t)(rand() % 3) * 10;
+				const char *rs = texts[rand() % 4], *in = texts[rand() % 4];
+				int want = bl_add(&ref, &p, og, ttl, rs, in, now);
+				assert_int_equal(bl_change_add(&c, &p, og, ttl, rs, in, now), want);
+			} else {
+				int want = bl_remove(&ref, &p, og);
+				assert_int_equal(bl_change_remove(&c, &p, og), want);
+			}
+			const struct bl_entry *e = bl_change_find(&c, &p, og);
+			struct bl_entry *r = bl_find(&ref, &p, og);
+			assert_true((e != NULL) == (r != NULL));
+			if (e)
+				assert_same_entry(e, r);
+		}
+		assert_walk_equals(&c, &ref);
+		assert_blocklists_equal(&base, &before); /* staging touched nothing */
+		if (rand() % 3) {
+			assert_int_equal(bl_change_reserve(&c, &base), 0);
+			assert_blocklists_equal(&base, &before);
+			bl_change_commit(&c, &base);
+			assert_true(bl_change_empty(&c));
+			assert_blocklists_equal(&base, &ref);
+			assert_blocklists_equal(&ref, &base);
+		} else { /* refused: dropped */
+			bl_change_free(&c);
+			assert_blocklists_equal(&base, &before);
+		}
+		bl_free(&before);
+		bl_free(&ref);
+	}
+	bl_free(&base);
+}
+
+/* A re-block staged on an existing entry and then dropped (the kernel or
+ * the state file refused it) leaves the entry's reason, incident and expiry
+ * as they were; committed, it carries the new ones. */
+static void test_change_reblock_dropped(void **state)
+{
+	(void)state;
+	struct blocklist b = { 0 };
+	struct cvz_prefix a = P("203.0.113.7");
+	assert_int_equal(bl_add(&b, &a, ORIGIN_OPERATOR, 60, "old", "INC-1", 1000), 1);
+	struct bl_change c;
+	bl_change_init(&c, &b);
+	assert_int_equal(bl_change_add(&c, &a, ORIGIN_OPERATOR, 0, "new", "INC-2", 1010), 0);
+	assert_int_equal(bl_change_find(&c, &a, ORIGIN_OPERATOR)->expires, 0);
+	assert_string_equal(bl_change_find(&c, &a, ORIGIN_OPERATOR)->reason, "new");
+	bl_change_free(&c);
+	struct bl_entry *e = bl_find(&b, &a, ORIGIN_OPERATOR);
+	assert_int_equal(e->expires, 1060);
+	assert_string_equal(e->reason, "old");
+	assert_string_equal(e->incident, "INC-1");
+	bl_change_init(&c, &b);
+	assert_int_equal(bl_change_add(&c, &a, ORIGIN_OPERATOR, 0, "new", "INC-2", 1010), 0);
+	assert_int_equal(bl_change_reserve(&c, &b), 0);
+	bl_change_commit(&c, &b);
+	e = bl_find(&b, &a, ORIGIN_OPERATOR);
+	assert_int_equal(e->expires, 0);
+	assert_int_equal(e->created, 1000);
+	assert_string_equal(e->reason, "new");
+	assert_string_equal(e->incident, "INC-2");
+	bl_free(&b);
+}
+
+/* Out of memory while making room for a change (the address space capped
+ * just above what the process holds): bl_change_reserve fails, the live
+ * blocklist is whole and the change can be dropped or, with memory back,
+ * committed. Nothing is re-added after a removal any more (the old unblock
+ * undo did, and dereferenced a failed bl_add). */
+static void test_change_out_of_memory(void **state)
+{
+	(void)state;
+#ifdef __SANITIZE_ADDRESS__
+	skip(); /* ASan reserves terabytes of shadow: RLIMIT_AS cannot be used */
+#endif
+	enum { N = 1 << 20 }; /* cap == n exactly: one more entry needs a realloc */
+	struct blocklist b = { 0 };
+	for (uint32_t i = 0; i < N; i++) {
+		struct cvz_prefix p = { .family = AF_INET, .len = 32,
+					.addr = { 100, (uint8_t)(64 + (i >> 16)), (uint8_t)(i >> 8),
+						  (uint8_t)i } };
+		assert_int_equal(bl_add(&b, &p, ORIGIN_CONTROL, 0, NULL, NULL, 1), 1);
+	}
+	assert_int_equal(b.cap, b.n);
+	struct cvz_prefix a = P("203.0.113.7"), gone = { .family = AF_INET, .len = 32,
+							  .addr = { 100, 64, 0, 5 } };
+	struct bl_change c;
+	bl_change_init(&c, &b);
+	assert_int_equal(bl_change_add(&c, &a, ORIGIN_OPERATOR, 0, "r", "i", 5), 1);
+	assert_int_equal(bl_change_remove(&c, &gone, ORIGIN_CONTROL), 0);
+	struct rlimit old, tight;
+	assert_int_equal(getrlimit(RLIMIT_AS, &old), 0);
+	FILE *f = fopen("/proc/self/statm", "r");
+	unsigned long pages = 0;
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%lu", &pages), 1);
+	fclose(f);
+	tight = old;
+	tight.rlim_cur = pages * (rlim_t)sysconf(_SC_PAGESIZE) + (4u << 20);
+	assert_int_equal(setrlimit(RLIMIT_AS, &tight), 0);
+	int r = bl_change_reserve(&c, &b);
+	assert_int_equal(setrlimit(RLIMIT_AS, &old), 0);
+	assert_int_equal(r, -ENOMEM);
+	assert_int_equal(b.n, N);
+	assert_non_null(bl_find(&b, &gone, ORIGIN_CONTROL));
+	assert_null(bl_find(&b, &a, ORIGIN_OPERATOR));
+	assert_int_equal(bl_change_reserve(&c, &b), 0);
+	bl_change_commit(&c, &b);
+	assert_int_equal(b.n, N);
+	assert_null(bl_find(&b, &gone, ORIGIN_CONTROL));
+	assert_string_equal(bl_find(&b, &a, ORIGIN_OPERATOR)->reason, "r");
+	bl_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -395,6 +585,9 @@ int main(void)
 		cmocka_unit_test(test_ttl_limits),
 		cmocka_unit_test(test_restore_limits),
 		cmocka_unit_test(test_expiry_timer),
+		cmocka_unit_test(test_change_matches_direct),
+		cmocka_unit_test(test_change_reblock_dropped),
+		cmocka_unit_test(test_change_out_of_memory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -387,6 +387,65 @@ static void test_hand_over_no_follow(void **state)
 	unlink(victim);
 }
 
+/* The state as a staged change will make it: saved before the change is
+ * applied, it loads back as the committed blocklist, with the change's ids
+ * after the seen ones; the live blocklist is untouched by the save. */
+static void test_save_next(void **state)
+{
+	(void)state;
+	struct blocklist b = { 0 }, got = { 0 };
+	struct cvz_prefix keep, refresh, drop, add;
+	assert_int_equal(cvz_prefix_parse("203.0.113.1", &keep, NULL, NULL, 0), 0);
+	assert_int_equal(cvz_prefix_parse("203.0.113.2", &refresh, NULL, NULL, 0), 0);
+	assert_int_equal(cvz_prefix_parse("203.0.113.3", &drop, NULL, NULL, 0), 0);
+	assert_int_equal(cvz_prefix_parse("2001:db8::/64", &add, NULL, NULL, 0), 0);
+	bl_add(&b, &keep, ORIGIN_OPERATOR, 0, "keep", NULL, 1000);
+	bl_add(&b, &refresh, ORIGIN_CONTROL, 60, "old", "INC-1", 1000);
+	bl_add(&b, &drop, ORIGIN_CONTROL, 0, NULL, NULL, 1000);
+	struct bl_change c;
+	bl_change_init(&c, &b);
+	assert_int_equal(bl_change_add(&c, &refresh, ORIGIN_CONTROL, 600, "new", NULL, 2000), 0);
+	assert_int_equal(bl_change_remove(&c, &drop, ORIGIN_CONTROL), 0);
+	assert_int_equal(bl_change_add(&c, &add, ORIGIN_CONTROL, 0, "added", NULL, 2000), 1);
+	struct instr_seen *seen = instr_seen_new(10), *seen2 = instr_seen_new(10);
+	assert_non_null(seen);
+	assert_non_null(seen2);
+	instr_seen_add(seen, "ins-1");
+	const char *ids[] = { "ins-2", "ins-3" };
+	struct state_extra x = { .seen = seen }, gx = { .seen = seen2 };
+	snprintf(x.cursor, sizeof(x.cursor), "c-2");
+	assert_int_equal(state_save_next(&sd, &c, &x, ids, 2), 0);
+	assert_int_equal(b.n, 3); /* the live blocklist as it was */
+	assert_string_equal(bl_find(&b, &refresh, ORIGIN_CONTROL)->reason, "old");
+	assert_int_equal(instr_seen_count(seen), 1);
+	char err[256], moved[512];
+	assert_int_equal(state_load(&sd, &got, &gx, err, sizeof(err), moved, sizeof(moved)), 0);
+	assert_int_equal(bl_change_reserve(&c, &b), 0);
+	bl_change_commit(&c, &b);
+	assert_int_equal(got.n, b.n);
+	assert_int_equal(got.n, 3);
+	for (size_t i = 0; i < b.n; i++) {
+		const struct bl_entry *e = &b.v[i];
+		struct bl_entry *g = bl_find(&got, &e->prefix, (enum bl_origin)e->origin);
+		assert_non_null(g);
+		assert_int_equal(g->created, e->created);
+		assert_int_equal(g->expires, e->expires);
+		assert_true((!g->reason && !e->reason) || strcmp(g->reason, e->reason) == 0);
+		assert_true((!g->incident && !e->incident) || strcmp(g->incident, e->incident) == 0);
+	}
+	assert_null(bl_find(&got, &drop, ORIGIN_CONTROL));
+	assert_int_equal(bl_find(&got, &refresh, ORIGIN_CONTROL)->expires, 2600);
+	assert_string_equal(bl_find(&got, &refresh, ORIGIN_CONTROL)->incident, "INC-1");
+	assert_string_equal(gx.cursor, "c-2");
+	assert_int_equal(instr_seen_count(seen2), 3);
+	assert_string_equal(instr_seen_at(seen2, 0), "ins-1");
+	assert_string_equal(instr_seen_at(seen2, 2), "ins-3");
+	instr_seen_free(seen);
+	instr_seen_free(seen2);
+	bl_free(&b);
+	bl_free(&got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -399,6 +458,7 @@ int main(void)
 		cmocka_unit_test(test_untrusted_state_file),
 		cmocka_unit_test(test_statedir_checks),
 		cmocka_unit_test(test_hand_over_no_follow),
+		cmocka_unit_test(test_save_next),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
