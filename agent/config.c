@@ -277,6 +277,7 @@ static int config_parse(const char *file, const char *text, size_t len, struct a
 	struct jctx c = { .file = file, .text = text, .len = len, .d = d, .owner = cfg };
 	jp_object(&c, "", root, config_keys, ELEMENTSOF(config_keys), cfg);
 	json_decref(root);
+	jp_done(&c);
 	if (c.errors) {
 		config_free(cfg);
 		return -EINVAL;

@@ -1016,6 +1016,7 @@ int policy_parse(const char *file, const char *text, size_t len, struct policy *
 		jp_err(&c, "", false, "expected an object at the top level, got %s", jp_type_name(root));
 	}
 	json_decref(root);
+	jp_done(&c);
 	if (c.errors) {
 		policy_free(p);
 		return -EINVAL;
