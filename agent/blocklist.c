@@ -6,12 +6,24 @@
 
 #include "blocklist.h"
 #include "cleanup.h"
+#include "limits_cvz.h"
 
 static const char *const origin_names[ORIGIN_COUNT] = {
 	[ORIGIN_POLICY] = "policy",     [ORIGIN_FILE] = "file",
 	[ORIGIN_OPERATOR] = "operator", [ORIGIN_CONTROL] = "control",
 	[ORIGIN_CROWDSEC] = "crowdsec",
 };
+
+static const size_t origin_max[ORIGIN_COUNT] = {
+	[ORIGIN_POLICY] = CVZ_LIST_ENTRIES_MAX,       [ORIGIN_FILE] = CVZ_LIST_ENTRIES_MAX,
+	[ORIGIN_OPERATOR] = CVZ_OPERATOR_ENTRIES_MAX, [ORIGIN_CONTROL] = CVZ_CONTROL_ENTRIES_MAX,
+	[ORIGIN_CROWDSEC] = CVZ_CROWDSEC_ENTRIES_MAX,
+};
+
+size_t bl_origin_max(enum bl_origin o)
+{
+	return (unsigned)o < ORIGIN_COUNT ? origin_max[o] : 0;
+}
 
 const char *bl_origin_name(enum bl_origin o)
 {
@@ -184,6 +196,8 @@ int bl_add(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origi
 			return -ENOMEM;
 		return 0;
 	}
+	if ((unsigned)origin >= ORIGIN_COUNT || b->by_origin[origin] >= origin_max[origin])
+		return -ENOSPC;
 	if (b->n >= UINT32_MAX - 1 || index_grow(b, b->n + 1) < 0)
 		return -ENOMEM;
 	if (b->n == b->cap) {
@@ -207,6 +221,7 @@ int bl_add(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origi
 	}
 	b->slot[slot_of(b, p, origin)] = (uint32_t)b->n + 1;
 	b->n++;
+	b->by_origin[origin]++;
 	return 1;
 }
 
@@ -223,6 +238,7 @@ static void remove_at(struct blocklist *b, size_t i)
 	struct bl_entry *e = &b->v[i];
 	index_delete(b, slot_of(b, &e->prefix, (enum bl_origin)e->origin));
 	entry_free(e);
+	b->by_origin[e->origin]--;
 	b->n--;
 	if (i != b->n) {
 		struct bl_entry *last = &b->v[b->n];

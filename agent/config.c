@@ -9,6 +9,7 @@
 #include "cleanup.h"
 #include "config.h"
 #include "jparse.h"
+#include "limits_cvz.h"
 
 #define CONFIG_MAX_BYTES (1u << 20)
 #define CFG(c) ((struct agent_config *)(c)->owner)
@@ -193,7 +194,7 @@ static void key_min_prefix_v6(struct jctx *c, const char *path, json_t *v, void 
 static void key_max_response_bytes(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	json_int_t n;
-	if (int_in(c, path, v, 4096, (json_int_t)1 << 30, &n))
+	if (int_in(c, path, v, 4096, CVZ_MAX_RESPONSE_BYTES_MAX, &n))
 		((struct control_api_config *)t)->max_response_bytes = (uint64_t)n;
 }
 

@@ -405,6 +405,13 @@ int daemon_block(struct daemon *d, const struct cvz_prefix *p, enum bl_origin or
 	struct bl_entry *old = bl_find(&d->bl, p, origin);
 	int64_t old_expires = old ? old->expires : 0;
 	int r = bl_add(&d->bl, p, origin, ttl, reason, incident, now_ceil_s());
+	if (r == -ENOSPC) {
+		snprintf(err, errlen, "refused: %zu %s entries already, the limit (unblock some first)",
+			 bl_origin_max(origin), bl_origin_name(origin));
+		f.detail = err;
+		audit(AE_BLOCK_REJECTED, &f, "Refused to block %s: %s", addr, err);
+		return r;
+	}
 	if (r < 0) {
 		snprintf(err, errlen, "out of memory");
 		return r;

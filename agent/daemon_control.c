@@ -337,15 +337,21 @@ static int apply_batch(struct daemon *d, const struct instr_batch *b, const bool
 		       struct outcome *o, struct undo *u, char *err, size_t errlen)
 {
 	int64_t now = (int64_t)time(NULL) + 1; /* TTLs last at least as long as asked */
-	int r = 0;
+	/* a snapshot drops what it does not name first, so that the control
+	   entry limit applies to the state it leaves, not to old + new */
+	int r = b->full ? drop_unnamed(d, b, o, u) : 0;
 	for (size_t i = 0; r == 0 && i < b->n; i++) {
 		const struct instr *in = &b->v[i];
 		json_array_append_new(o->applied, json_string(in->id));
 		if (!skip[i])
 			r = carry_out(d, in, o, u, now);
 	}
-	if (r == 0 && b->full)
-		r = drop_unnamed(d, b, o, u);
+	if (r == -ENOSPC) {
+		snprintf(err, errlen,
+			 "the reply would leave more than %zu control entries (the limit): refused whole",
+			 bl_origin_max(ORIGIN_CONTROL));
+		return r;
+	}
 	if (r < 0) {
 		snprintf(err, errlen, "%s", strerror(-r));
 		return r;

@@ -38,7 +38,11 @@ struct blocklist {
 	size_t n, cap;
 	uint32_t *slot; /* open addressing, linear probing: index+1, 0 empty */
 	size_t nslots;  /* power of two, kept at least twice n */
+	size_t by_origin[ORIGIN_COUNT]; /* entries of each origin, kept by add/remove */
 };
+
+/* The most entries of one origin a blocklist holds (limits_cvz.h). */
+size_t bl_origin_max(enum bl_origin o);
 
 const char *bl_origin_name(enum bl_origin o);
 /* Returns 0 and *out, or -ENOENT. */
@@ -53,7 +57,9 @@ const char *bl_refusal(const struct cvz_prefix *p, const struct cvz_prefix *safe
 /* Adds or refreshes the entry for (p, origin). A repeated block of the same
  * prefix by the same origin never shortens it: the later expiry wins, and
  * ttl 0 (forever) wins over any. Reason and incident are replaced when given.
- * Returns 1 new, 0 refreshed, -ENOMEM. */
+ * Returns 1 new, 0 refreshed, -ENOSPC when a new entry would pass
+ * bl_origin_max(origin) (nothing changes; refreshing an entry always works),
+ * -ENOMEM. */
 int bl_add(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origin,
 	   uint64_t ttl, const char *reason, const char *incident, int64_t now);
 /* Removes the entry for (p, origin). Returns 0 or -ENOENT. */
