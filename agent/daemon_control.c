@@ -169,6 +169,7 @@ struct outcome {
 	const struct instr *lockdown_by;
 	struct cvz_prefix *dropped; /* removed by a full snapshot, journaled once applied */
 	size_t n_dropped;
+	struct blocklist capped; /* block targets refused at the control entry limit */
 };
 
 static void reject(struct outcome *o, const struct instr *in, const char *target, const char *why)
@@ -211,6 +212,16 @@ static int carry_out(struct daemon *d, const struct instr *in, struct outcome *o
 		if (in->action == INSTR_BLOCK) {
 			r = bl_add(&d->bl, &tg->prefix, ORIGIN_CONTROL, in->ttl, in->reason,
 				   in->incident, now);
+			if (r == -ENOSPC) {
+				/* per target, in reply order: the rest of the reply
+				   (unblocks included) still applies and the cursor moves */
+				snprintf(why, sizeof(why), "%zu control entries already, the limit",
+					 bl_origin_max(ORIGIN_CONTROL));
+				reject(o, in, tg->text, why);
+				if (bl_add(&o->capped, &tg->prefix, ORIGIN_CONTROL, 0, NULL, NULL, 0) < 0)
+					return -ENOMEM; /* it would be journaled as blocked */
+				continue;
+			}
 			if (r < 0)
 				return r;
 			o->added += r == 1;
@@ -252,7 +263,8 @@ static int drop_unnamed(struct daemon *d, const struct instr_batch *b, struct ou
 	return r;
 }
 
-static void journal_targets(const struct instr_batch *b, const bool *skip, size_t total)
+static void journal_targets(const struct instr_batch *b, const bool *skip, size_t total,
+			    struct blocklist *capped)
 {
 	for (size_t i = 0; i < b->n; i++) {
 		const struct instr *in = &b->v[i];
@@ -271,7 +283,8 @@ static void journal_targets(const struct instr_batch *b, const bool *skip, size_
 		}
 		for (size_t t = 0; t < in->n_targets; t++) {
 			char addr[CVZ_PREFIX_STRLEN];
-			if (in->targets[t].why[0])
+			if (in->targets[t].why[0] ||
+			    (blk && bl_find(capped, &in->targets[t].prefix, ORIGIN_CONTROL)))
 				continue;
 			f.addr = cvz_prefix_format(&in->targets[t].prefix, addr, sizeof(addr));
 			audit(blk ? AE_ADDR_BLOCKED : AE_ADDR_UNBLOCKED, &f, "%s %s (control, %s%s%s)",
@@ -346,12 +359,6 @@ static int apply_batch(struct daemon *d, const struct instr_batch *b, const bool
 		if (!skip[i])
 			r = carry_out(d, in, o, u, now);
 	}
-	if (r == -ENOSPC) {
-		snprintf(err, errlen,
-			 "the reply would leave more than %zu control entries (the limit): refused whole",
-			 bl_origin_max(ORIGIN_CONTROL));
-		return r;
-	}
 	if (r < 0) {
 		snprintf(err, errlen, "%s", strerror(-r));
 		return r;
@@ -405,7 +412,7 @@ static int on_reply(void *ud, const char *body, size_t len, const char *server_i
 		if (instr_seen_add(d->seen, b.v[i].id) < 0)
 			break; /* out of memory: a replay would only re-apply the same */
 	if (r == 0) {
-		journal_targets(&b, skip, count_targets(&b));
+		journal_targets(&b, skip, count_targets(&b), &o.capped);
 		journal_dropped(&o, b.cursor);
 		snprintf(d->sx.cursor, sizeof(d->sx.cursor), "%s", b.cursor);
 		if (o.lockdown_changed)
@@ -421,6 +428,7 @@ static int on_reply(void *ud, const char *body, size_t len, const char *server_i
 	json_decref(o.applied);
 	json_decref(o.rejected);
 	free(o.dropped);
+	bl_free(&o.capped);
 	free(skip);
 	instr_batch_free(&b);
 	/* a snapshot's tree, batch and copies are tens of MB of freed heap */

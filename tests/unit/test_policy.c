@@ -326,6 +326,62 @@ static void test_many_errors_linear(void **state)
 	free(t);
 }
 
+/* blocklist.entries and list files together hold at most
+ * CVZ_LIST_ENTRIES_MAX (1 000 000) entries: more is one error naming the
+ * count and the limit, and nothing beyond the limit is kept meanwhile. The
+ * safelist holds at most CVZ_SAFELIST_MAX (10 000). */
+static void test_list_limits(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/cvz-test-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[256], text[512];
+	snprintf(path, sizeof(path), "%s/big.netset", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	for (unsigned i = 0; i < 1000001; i++)
+		fprintf(f, "45.%u.%u.%u\n", i >> 16, (i >> 8) & 255, i & 255);
+	fclose(f);
+	snprintf(text, sizeof(text),
+		 "{\"version\": 1, \"chains\": {}, \"blocklist\": {\"entries\": [\"46.0.0.1\"], "
+		 "\"files\": [\"%s\"]}}", path);
+	int rc;
+	char *got = errors_of(text, &rc);
+	assert_int_equal(rc, -EINVAL);
+	assert_string_equal(got, "p.json:1:43: error: blocklist: 1000002 entries (blocklist.entries "
+				 "and list files together), more than the limit of 1000000\n");
+	free(got);
+	/* exactly the limit loads */
+	f = fopen(path, "r+");
+	assert_non_null(f);
+	assert_int_equal(ftruncate(fileno(f), 0), 0);
+	for (unsigned i = 0; i < 999999; i++)
+		fprintf(f, "45.%u.%u.%u\n", i >> 16, (i >> 8) & 255, i & 255);
+	fclose(f);
+	struct diags d = { 0 };
+	struct policy *p = NULL;
+	assert_int_equal(policy_parse("p.json", text, strlen(text), &p, &d), 0);
+	assert_int_equal(p->n_blocked, 1000000);
+	policy_free(p);
+	diags_free(&d);
+	unlink(path);
+	rmdir(dir);
+
+	size_t cap = 40 + 10001 * 16, off = 0;
+	char *t = malloc(cap);
+	assert_non_null(t);
+	off += (size_t)snprintf(t, cap, "{\"version\": 1, \"chains\": {}, \"safelist\": [");
+	for (unsigned i = 0; i < 10001; i++)
+		off += (size_t)snprintf(t + off, cap - off, "%s\"10.0.%u.%u\"", i ? "," : "",
+					i >> 8, i & 255);
+	snprintf(t + off, cap - off, "]}");
+	got = errors_of(t, &rc);
+	assert_int_equal(rc, -EINVAL);
+	assert_string_equal(got, "p.json:1:42: error: safelist: 10001 entries, more than the limit of 10000\n");
+	free(got);
+	free(t);
+}
+
 static struct policy *load_example(const char *name)
 {
 	char path[256];
@@ -887,6 +943,7 @@ int main(void)
 		cmocka_unit_test(test_column_counts_characters),
 		cmocka_unit_test(test_list_file_errors),
 		cmocka_unit_test(test_many_errors_linear),
+		cmocka_unit_test(test_list_limits),
 		cmocka_unit_test(test_examples_valid),
 		cmocka_unit_test(test_compile_node),
 		cmocka_unit_test(test_compile_blocklist_and_rate),
