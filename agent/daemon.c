@@ -90,6 +90,9 @@ static void diags_line(const struct diags *dg, char *out, size_t len)
 			break;
 		off += (size_t)w;
 	}
+	if (diags_more(dg) && off + 1 < len)
+		snprintf(out + off, len - off, "; ... and %zu more errors (%zu in all)", diags_more(dg),
+			 dg->total);
 }
 
 /* ---- status and persistence ------------------------------------------ */
