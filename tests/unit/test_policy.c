@@ -280,9 +280,10 @@ static void test_list_file_errors(void **state)
 /* 20,000 bad entries and 5,000 rules (each rule records where it came
  * from): positions come from one scan of the text, the first
  * DIAGS_SHOWN_MAX errors are printed where they sit, the rest are counted
- * exactly. The old code re-scanned the text per error and per rule (over a
- * minute here) and printed all 20,000 lines; the bound below is 50 times
- * what it takes now, under ASan. */
+ * exactly. The old code re-scanned the text per error and per rule (330 s
+ * on the shared test VM) and printed all 20,000 lines; now it takes 0.2 s
+ * (2 s under ASan on that loaded VM): the bound of 20 s leaves room for a
+ * slow machine and still fails the quadratic scan by far. */
 static void test_many_errors_linear(void **state)
 {
 	(void)state;
@@ -305,7 +306,7 @@ static void test_many_errors_linear(void **state)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	print_message("  %d errors, %d rules: %.3f s\n", BAD, RULES, secs);
-	assert_true(secs < 5.0);
+	assert_true(secs < 20.0);
 	assert_int_equal(d.n, 100); /* DIAGS_SHOWN_MAX; the count is in the last line */
 	/* entry i sits on line RULES + 3 + i, column 1 */
 	for (size_t i = 0; i < d.n; i++) {
