@@ -3,9 +3,10 @@
  * quote these numbers: docs/config.md ("Limits"), docs/control-api.md
  * ("Limits"), docs/blocklists.md. Change them together.
  *
- * Memory: at these bounds the agent's peak RSS was measured at well under
- * the unit's MemoryMax= (systemd/cloudviz-agent.service; bench/memory_bench.py
- * prints the figures). */
+ * Memory: at these bounds the agent peaks at about 650 MiB with the kernel's
+ * set memory, under the unit's MemoryMax=1G (docs/hardening.md has the
+ * figures; bench/memory_bench.py and tests/integration/test_control_bounds
+ * measure them). */
 #pragma once
 
 /* ---- entries per origin ---------------------------------------------------- */
@@ -18,10 +19,11 @@
  * in two, so it adds to what the kernel sets hold. */
 #define CVZ_SAFELIST_MAX 10000u
 /* Runtime entries by origin (struct blocklist refuses a new entry beyond:
- * -ENOSPC). A control API reply that would leave more control entries is
- * refused whole (docs/control-api.md, "Limits"); an operator block beyond
- * is refused with an error. 200 000 is twice the snapshot the control API
- * is benchmarked with. */
+ * -ENOSPC). A control API block target beyond is rejected on its own, in
+ * reply order, and reported; the rest of the reply applies
+ * (docs/control-api.md, "Limits"). An operator block beyond is refused
+ * with an error. 200 000 is twice the snapshot the control API is
+ * benchmarked with. */
 #define CVZ_CONTROL_ENTRIES_MAX 200000u
 #define CVZ_OPERATOR_ENTRIES_MAX 10000u
 #define CVZ_CROWDSEC_ENTRIES_MAX 200000u
