@@ -15,6 +15,17 @@ static const char *const origin_names[ORIGIN_COUNT] = {
 	[ORIGIN_CROWDSEC] = "crowdsec",
 };
 
+static const size_t origin_max[ORIGIN_COUNT] = {
+	[ORIGIN_POLICY] = CVZ_LIST_ENTRIES_MAX,       [ORIGIN_FILE] = CVZ_LIST_ENTRIES_MAX,
+	[ORIGIN_OPERATOR] = CVZ_OPERATOR_ENTRIES_MAX, [ORIGIN_CONTROL] = CVZ_CONTROL_ENTRIES_MAX,
+	[ORIGIN_CROWDSEC] = CVZ_CROWDSEC_ENTRIES_MAX,
+};
+
+size_t bl_origin_max(enum bl_origin o)
+{
+	return (unsigned)o < ORIGIN_COUNT ? origin_max[o] : 0;
+}
+
 const char *bl_origin_name(enum bl_origin o)
 {
 	return (unsigned)o < ORIGIN_COUNT ? origin_names[o] : "unknown";
@@ -207,6 +218,8 @@ int bl_add(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origi
 			return -ENOMEM;
 		return 0;
 	}
+	if ((unsigned)origin >= ORIGIN_COUNT || b->by_origin[origin] >= origin_max[origin])
+		return -ENOSPC;
 	if (b->n >= UINT32_MAX - 1 || index_grow(b, b->n + 1) < 0)
 		return -ENOMEM;
 	if (b->n == b->cap) {
@@ -230,6 +243,7 @@ int bl_add(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origi
 	}
 	b->slot[slot_of(b, p, origin)] = (uint32_t)b->n + 1;
 	b->n++;
+	b->by_origin[origin]++;
 	return 1;
 }
 
@@ -273,6 +287,7 @@ static void remove_at(struct blocklist *b, size_t i)
 	struct bl_entry *e = &b->v[i];
 	index_delete(b, slot_of(b, &e->prefix, (enum bl_origin)e->origin));
 	entry_free(e);
+	b->by_origin[e->origin]--;
 	b->n--;
 	if (i != b->n) {
 		struct bl_entry *last = &b->v[b->n];
@@ -376,6 +391,8 @@ int bl_change_add(struct bl_change *c, const struct cvz_prefix *p, enum bl_origi
 	int64_t expires;
 	if (bl_expiry(ttl, now, &expires) < 0) /* checked first: nothing staged */
 		return -ERANGE;
+	if ((unsigned)origin >= ORIGIN_COUNT)
+		return -ENOSPC;
 	if (find_const(&c->set, p, origin)) /* staged already: refresh it there */
 		return bl_add(&c->set, p, origin, ttl, reason, incident, now) < 0 ? -ENOMEM : 0;
 	const struct bl_entry *old = bl_change_find(c, p, origin);
@@ -386,14 +403,22 @@ int bl_change_add(struct bl_change *c, const struct cvz_prefix *p, enum bl_origi
 			return r;
 		bl_find(&c->set, p, origin)->expires = old->expires;
 		c->n_shadow++;
+		c->shadow_by_origin[origin]++;
 		return bl_add(&c->set, p, origin, ttl, reason, incident, now) < 0 ? -ENOMEM : 0;
 	}
+	/* a new entry: the origin's limit holds for the base as changed */
+	size_t live = c->base->by_origin[origin] - c->gone.by_origin[origin] +
+		      c->set.by_origin[origin] - c->shadow_by_origin[origin];
+	if (live >= bl_origin_max(origin))
+		return -ENOSPC;
 	int r = bl_add(&c->set, p, origin, ttl, reason, incident, now);
 	if (r < 0)
 		return r;
 	/* removed earlier in this change: the new entry replaces the base's */
-	if (bl_remove(&c->gone, p, origin) == 0)
+	if (bl_remove(&c->gone, p, origin) == 0) {
 		c->n_shadow++;
+		c->shadow_by_origin[origin]++;
+	}
 	return 1;
 }
 
@@ -404,8 +429,10 @@ int bl_change_remove(struct bl_change *c, const struct cvz_prefix *p, enum bl_or
 	bool in_base = find_const(c->base, p, origin) != NULL;
 	if (in_base && bl_add(&c->gone, p, origin, 0, NULL, NULL, 0) < 0)
 		return -ENOMEM;
-	if (bl_remove(&c->set, p, origin) == 0 && in_base)
+	if (bl_remove(&c->set, p, origin) == 0 && in_base) {
 		c->n_shadow--;
+		c->shadow_by_origin[origin]--;
+	}
 	return 0;
 }
 
@@ -467,6 +494,7 @@ void bl_change_commit(struct bl_change *c, struct blocklist *base)
 			base->slot[slot_of(base, &s->prefix, (enum bl_origin)s->origin)] =
 				(uint32_t)base->n + 1;
 			base->n++;
+			base->by_origin[s->origin]++;
 		}
 		*e = *s; /* the strings move */
 		s->reason = s->incident = NULL;
@@ -480,6 +508,7 @@ void bl_change_free(struct bl_change *c)
 	bl_free(&c->set);
 	bl_free(&c->gone);
 	c->n_shadow = 0;
+	memset(c->shadow_by_origin, 0, sizeof(c->shadow_by_origin));
 }
 
 int bl_never_blockable(struct cvz_rangeset *safe)

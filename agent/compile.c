@@ -11,6 +11,7 @@
 
 #include "cleanup.h"
 #include "blocklist.h"
+#include "cvz_limits.h"
 #include "policy.h"
 #include "utf8.h"
 
@@ -291,6 +292,9 @@ static int add_blocklist_sets(struct fw_table *t, const struct policy *p,
 		snprintf(s->name, sizeof(s->name), "%s", b->name);
 		s->kind = FW_SET_ADDR;
 		s->family = b->family;
+		/* the kernel refuses elements beyond (ENFILE): a backstop behind
+		   the agent's own per-origin bounds */
+		s->size = b->dynamic ? CVZ_SET_DYNAMIC_SIZE : CVZ_SET_LISTS_SIZE;
 		if (b->family == NFPROTO_IPV4) {
 			s->elems.v4 = TAKE_PTR(src->v4);
 			s->elems.n4 = src->n4;

@@ -9,6 +9,7 @@
 #include "cleanup.h"
 #include "config.h"
 #include "jparse.h"
+#include "cvz_limits.h"
 #include "utf8.h"
 
 #define CONFIG_MAX_BYTES (1u << 20)
@@ -194,7 +195,7 @@ static void key_min_prefix_v6(struct jctx *c, const char *path, json_t *v, void 
 static void key_max_response_bytes(struct jctx *c, const char *path, json_t *v, void *t)
 {
 	json_int_t n;
-	if (int_in(c, path, v, 4096, (json_int_t)1 << 30, &n))
+	if (int_in(c, path, v, 4096, CVZ_MAX_RESPONSE_BYTES_MAX, &n))
 		((struct control_api_config *)t)->max_response_bytes = (uint64_t)n;
 }
 
@@ -278,6 +279,7 @@ static int config_parse(const char *file, const char *text, size_t len, struct a
 	struct jctx c = { .file = file, .text = text, .len = len, .d = d, .owner = cfg };
 	jp_object(&c, "", root, config_keys, ELEMENTSOF(config_keys), cfg);
 	json_decref(root);
+	jp_done(&c);
 	if (c.errors) {
 		config_free(cfg);
 		return -EINVAL;

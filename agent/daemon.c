@@ -91,6 +91,9 @@ static void diags_line(const struct diags *dg, char *out, size_t len)
 			break;
 		off += (size_t)w;
 	}
+	if (diags_more(dg) && off + 1 < len)
+		snprintf(out + off, len - off, "; ... and %zu more errors (%zu in all)", diags_more(dg),
+			 dg->total);
 }
 
 /* ---- status and persistence ------------------------------------------ */
@@ -526,6 +529,14 @@ int daemon_block(struct daemon *d, const struct cvz_prefix *p, enum bl_origin or
 	struct daemon_next n;
 	daemon_next_init(&n, d);
 	int r = bl_change_add(&n.bl, p, origin, ttl, reason, incident, now_ceil_s());
+	if (r == -ENOSPC) {
+		daemon_next_free(&n);
+		snprintf(err, errlen, "refused: %zu %s entries already, the limit (unblock some first)",
+			 bl_origin_max(origin), bl_origin_name(origin));
+		f.detail = err;
+		audit(AE_BLOCK_REJECTED, &f, "Refused to block %s: %s", addr, err);
+		return r;
+	}
 	if (r < 0)
 		snprintf(err, errlen, r == -ERANGE ? "ttl %llu is out of range (at most %lld seconds)"
 						   : "out of memory",

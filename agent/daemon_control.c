@@ -97,6 +97,7 @@ struct outcome {
 	const struct instr *lockdown_by;
 	struct cvz_prefix *dropped; /* removed by a full snapshot, journaled once applied */
 	size_t n_dropped;
+	struct blocklist capped; /* block targets refused at the control entry limit */
 };
 
 /* Returns 0, or -ENOMEM: a target is never silently left out of the
@@ -141,6 +142,17 @@ static int carry_out(struct daemon *d, const struct instr *in, struct outcome *o
 		if (in->action == INSTR_BLOCK) {
 			r = bl_change_add(&n->bl, &tg->prefix, ORIGIN_CONTROL, in->ttl, in->reason,
 					  in->incident, now);
+			if (r == -ENOSPC) {
+				/* per target, in reply order: the rest of the reply
+				   (unblocks included) still applies and the cursor moves */
+				snprintf(why, sizeof(why), "%zu control entries already, the limit",
+					 bl_origin_max(ORIGIN_CONTROL));
+				if ((r = reject(o, in, tg->text, why)) < 0)
+					return r;
+				if (bl_add(&o->capped, &tg->prefix, ORIGIN_CONTROL, 0, NULL, NULL, 0) < 0)
+					return -ENOMEM; /* it would be journaled as blocked */
+				continue;
+			}
 			if (r < 0)
 				return r;
 			o->added += r == 1;
@@ -186,7 +198,8 @@ static int drop_unnamed(struct daemon *d, const struct instr_batch *b, struct ou
 	return r;
 }
 
-static void journal_targets(const struct instr_batch *b, const bool *skip, size_t total)
+static void journal_targets(const struct instr_batch *b, const bool *skip, size_t total,
+			    struct blocklist *capped)
 {
 	for (size_t i = 0; i < b->n; i++) {
 		const struct instr *in = &b->v[i];
@@ -205,7 +218,8 @@ static void journal_targets(const struct instr_batch *b, const bool *skip, size_
 		}
 		for (size_t t = 0; t < in->n_targets; t++) {
 			char addr[CVZ_PREFIX_STRLEN];
-			if (in->targets[t].why[0])
+			if (in->targets[t].why[0] ||
+			    (blk && bl_find(capped, &in->targets[t].prefix, ORIGIN_CONTROL)))
 				continue;
 			f.addr = cvz_prefix_format(&in->targets[t].prefix, addr, sizeof(addr));
 			audit(blk ? AE_ADDR_BLOCKED : AE_ADDR_UNBLOCKED, &f, "%s %s (control, %s%s%s)",
@@ -272,15 +286,15 @@ static int apply_batch(struct daemon *d, const struct instr_batch *b, const bool
 		       struct outcome *o, struct daemon_next *n, char *err, size_t errlen)
 {
 	int64_t now = (int64_t)time(NULL) + 1; /* TTLs last at least as long as asked */
-	int r = 0;
+	/* a snapshot drops what it does not name first, so that the control
+	   entry limit applies to the state it leaves, not to old + new */
+	int r = b->full ? drop_unnamed(d, b, o, n) : 0;
 	for (size_t i = 0; r == 0 && i < b->n; i++) {
 		const struct instr *in = &b->v[i];
 		json_array_append_new(o->applied, json_string(in->id));
 		if (!skip[i])
 			r = carry_out(d, in, o, n, now);
 	}
-	if (r == 0 && b->full)
-		r = drop_unnamed(d, b, o, n);
 	if (r < 0) {
 		snprintf(err, errlen, "%s", strerror(-r));
 		return r;
@@ -340,7 +354,7 @@ static int on_reply(void *ud, const char *body, size_t len, const char *server_i
 		r = apply_batch(d, &b, skip, &o, &n, err, errlen);
 	daemon_next_free(&n);
 	if (r == 0) {
-		journal_targets(&b, skip, count_targets(&b));
+		journal_targets(&b, skip, count_targets(&b), &o.capped);
 		journal_dropped(&o, b.cursor);
 		if (o.lockdown_changed)
 			journal_lockdown(d, o.lockdown_by);
@@ -354,6 +368,7 @@ static int on_reply(void *ud, const char *body, size_t len, const char *server_i
 	json_decref(o.applied);
 	json_decref(o.rejected);
 	free(o.dropped);
+	bl_free(&o.capped);
 	free(skip);
 	instr_batch_free(&b);
 	/* a snapshot's tree, batch and copies are tens of MB of freed heap */

@@ -9,6 +9,9 @@ static char oom_msg[] = "out of memory while reporting errors";
 
 void diags_add(struct diags *d, const char *file, int line, int col, const char *fmt, ...)
 {
+	d->total++;
+	if (d->n >= DIAGS_SHOWN_MAX)
+		return;
 	if (d->n == d->cap) {
 		size_t ncap = d->cap ? d->cap * 2 : 16;
 		struct diag *v = reallocarray(d->v, ncap, sizeof(*v));
@@ -41,11 +44,25 @@ char *diag_format(const struct diag *e, char *buf, size_t len)
 	return buf;
 }
 
+bool diags_full(const struct diags *d)
+{
+	return d->n >= DIAGS_SHOWN_MAX;
+}
+
+size_t diags_more(const struct diags *d)
+{
+	return d->total > d->n ? d->total - d->n : 0;
+}
+
 void diags_print(const struct diags *d, FILE *f)
 {
 	char buf[2048];
 	for (size_t i = 0; i < d->n; i++)
 		fprintf(f, "%s\n", diag_format(&d->v[i], buf, sizeof(buf)));
+	if (diags_more(d))
+		fprintf(f, "%s: error: ... and %zu more errors (%zu in all)\n",
+			d->n && d->v[d->n - 1].file ? d->v[d->n - 1].file : "<input>", diags_more(d),
+			d->total);
 }
 
 void diags_free(struct diags *d)

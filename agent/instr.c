@@ -15,6 +15,7 @@
 #include "blocklist.h"
 #include "cleanup.h"
 #include "instr.h"
+#include "cvz_limits.h"
 #include "utf8.h"
 
 /* Outside text quoted in a message is cut to this many characters. */
@@ -24,6 +25,7 @@ struct pctx {
 	const struct instr_limits *lim;
 	char *err;
 	size_t errlen;
+	size_t targets; /* in the reply so far, for CVZ_REPLY_TARGETS_MAX */
 };
 
 /* Where a value is, as a chain up to the top: written out as text
@@ -343,6 +345,10 @@ static int key_targets(struct pctx *c, const struct jpath *at, const json_t *v, 
 	if (n == 0 && keep)
 		return refuse(c, at, "empty array (%s needs at least one target)",
 			      action_names[in->action]);
+	if (n > CVZ_REPLY_TARGETS_MAX - c->targets)
+		return refuse(c, at, "more than %u targets in one reply (the limit)",
+			      CVZ_REPLY_TARGETS_MAX);
+	c->targets += n;
 	for (size_t i = 0; i < n; i++)
 		if (!json_is_string(json_array_get(v, i))) {
 			struct jpath ip = { at, NULL, i };
@@ -518,10 +524,77 @@ static int json_refusal(struct pctx *c, const json_error_t *je)
 	return -EBADMSG;
 }
 
+/* Skips a JSON string starting at body[i] == '"'; returns the index after
+ * its closing quote (or len) and its raw length in *n. */
+static size_t skip_json_string(const char *body, size_t len, size_t i, size_t *n)
+{
+	size_t start = ++i;
+	while (i < len && body[i] != '"')
+		i += body[i] == '\\' ? 2 : 1;
+	*n = (i < len ? i : len) - start;
+	return i < len ? i + 1 : len;
+}
+
+int instr_reply_cost(const char *body, size_t len, uint64_t *cost, char *err, size_t errlen)
+{
+	uint64_t c = 0;
+	unsigned depth = 0;
+	for (size_t i = 0; i < len;) {
+		unsigned char ch = (unsigned char)body[i];
+		size_t n;
+		if (ch == '"') {
+			i = skip_json_string(body, len, i, &n);
+			size_t j = i;
+			while (j < len && strchr(" \t\r\n", body[j]) && body[j])
+				j++;
+			bool key = j < len && body[j] == ':';
+			c += (key ? CVZ_JSON_COST_MEMBER : CVZ_JSON_COST_STRING + CVZ_JSON_COST_ELEMENT) + n;
+		} else if (ch == '{' || ch == '[') {
+			if (++depth > CVZ_REPLY_DEPTH_MAX) {
+				snprintf(err, errlen, "nested deeper than %u levels at byte %zu (the limit)",
+					 CVZ_REPLY_DEPTH_MAX, i);
+				return -EBADMSG;
+			}
+			c += (ch == '{' ? CVZ_JSON_COST_OBJECT : CVZ_JSON_COST_ARRAY) +
+			     CVZ_JSON_COST_ELEMENT;
+			i++;
+		} else if (ch == '}' || ch == ']') {
+			depth -= depth > 0;
+			i++;
+		} else if (ch == '-' || (ch >= '0' && ch <= '9') || ch == 't' || ch == 'f' ||
+			   ch == 'n') {
+			/* true, false and null are shared by jansson: a slot only */
+			c += (ch == 't' || ch == 'f' || ch == 'n' ? 0 : CVZ_JSON_COST_NUMBER) +
+			     CVZ_JSON_COST_ELEMENT;
+			while (i < len && !strchr(",:]}\" \t\r\n", body[i]) && body[i])
+				i++;
+			if (i < len && !body[i])
+				i++; /* a NUL: jansson refuses the text anyway */
+		} else {
+			i++; /* whitespace, ',' ':' or what jansson will refuse */
+		}
+		if (c > CVZ_REPLY_PARSE_BUDGET) {
+			snprintf(err, errlen,
+				 "too costly to parse: more than %u MiB of JSON values by byte %zu "
+				 "of %zu (the limit; docs/control-api.md)",
+				 CVZ_REPLY_PARSE_BUDGET >> 20, i, len);
+			return -EBADMSG;
+		}
+	}
+	*cost = c;
+	return 0;
+}
+
 int instr_parse(const char *body, size_t len, const struct instr_limits *lim,
 		struct instr_batch *out, char *err, size_t errlen)
 {
-	struct pctx c = { lim, err, errlen };
+	struct pctx c = { lim, err, errlen, 0 };
+	/* bounded before jansson builds anything: its tree costs up to 77
+	   times the text ("[{},{},...]") */
+	uint64_t cost;
+	int r0 = instr_reply_cost(body ? body : "", body ? len : 0, &cost, err, errlen);
+	if (r0 < 0)
+		return r0;
 	json_error_t je;
 	json_t *root = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES, &je);
 	/* jansson says nothing at all when its very first allocation fails */

@@ -16,11 +16,34 @@
 
 
 
+/* Line and column of path in c->text; the index is built once, on the first
+ * lookup, so a file with many errors is scanned once. */
+static bool jp_pos(struct jctx *c, const char *path, bool key, int *line, int *col)
+{
+	if (!c->pos && !c->pos_failed) {
+		c->pos = jsonpos_index(c->text, c->len);
+		c->pos_failed = !c->pos;
+	}
+	return jsonpos_lookup(c->pos, path, key, line, col);
+}
+
+void jp_done(struct jctx *c)
+{
+	jsonpos_free(c->pos);
+	c->pos = NULL;
+}
+
 /* Reports an error at path (the value, or with key=true the key itself). When
- * the path is not in the text (a missing key), the nearest parent is used. */
+ * the path is not in the text (a missing key), the nearest parent is used.
+ * Once the diags keep no more errors, the error is only counted. */
 void
 jp_err(struct jctx *c, const char *path, bool key, const char *fmt, ...)
 {
+	c->errors++;
+	if (diags_full(c->d)) {
+		diags_add(c->d, c->file, 0, 0, "%s", ""); /* counted, not kept */
+		return;
+	}
 	char msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
@@ -30,7 +53,7 @@ jp_err(struct jctx *c, const char *path, bool key, const char *fmt, ...)
 	char where[JP_PATHLEN];
 	snprintf(where, sizeof(where), "%s", path);
 	int line = 0, col = 0;
-	while (!jsonpos_find(c->text, c->len, where, key, &line, &col)) {
+	while (!jp_pos(c, where, key, &line, &col)) {
 		char *cut = strrchr(where, '.');
 		char *br = strrchr(where, '[');
 		if (br && (!cut || br > cut))
@@ -47,7 +70,6 @@ jp_err(struct jctx *c, const char *path, bool key, const char *fmt, ...)
 		diags_add(c->d, c->file, line, col, "%s: %s", path, msg);
 	else
 		diags_add(c->d, c->file, line, col, "%s", msg);
-	c->errors++;
 }
 
 const char *jp_type_name(const json_t *v)
@@ -241,7 +263,7 @@ char *jp_where(struct jctx *c, const char *path)
 {
 	int line = 0, col = 0;
 	char *s = NULL;
-	jsonpos_find(c->text, c->len, path, false, &line, &col);
+	jp_pos(c, path, false, &line, &col);
 	if (asprintf(&s, "%s:%d:%d (%s)", c->file, line, col, path) < 0)
 		return NULL;
 	return s;

@@ -489,7 +489,7 @@ static int put_named_set(struct nft_batch *b, size_t i)
 			 &addr_key[fs->family == NFPROTO_IPV6]);
 	if (ret < 0)
 		return ret;
-	if (rl && fs->size)
+	if (fs->size)
 		nftnl_set_set_u32(s, NFTNL_SET_DESC_SIZE, fs->size);
 	if (rl && fs->timeout_ms)
 		nftnl_set_set_u64(s, NFTNL_SET_TIMEOUT, fs->timeout_ms);
@@ -1227,6 +1227,15 @@ static int read_replies(struct mnl_socket *nl, uint32_t want, struct nft_replies
 	return ret;
 }
 
+const char *nft_strerror(int err)
+{
+	/* ENFILE from NEWSETELEM: the kernel's "Too many open files in system"
+	   says nothing of sets */
+	if (err == ENFILE)
+		return "the set is full (more elements than its size allows)";
+	return strerror(err);
+}
+
 static void report_refusal(const struct nft_batch *b, const struct nft_replies *r,
 			   char *err, size_t errlen)
 {
@@ -1237,7 +1246,7 @@ static void report_refusal(const struct nft_batch *b, const struct nft_replies *
 
 	nft_origin_where(o, where, sizeof(where));
 	snprintf(err, errlen, "%s: kernel refused %s%s%s: %s%s%s%s", where, o->what,
-		 o->name ? " " : "", o->name ? o->name : "", strerror(r->err),
+		 o->name ? " " : "", o->name ? o->name : "", nft_strerror(r->err),
 		 r->msg[0] ? " (" : "", r->msg, r->msg[0] ? ")" : "");
 }
 

@@ -118,5 +118,8 @@ struct nft_replies {
  * after a refusal stay queued on nl: a long-lived socket drains them. */
 int nft_batch_talk(struct mnl_socket *nl, const struct nft_batch *b, struct nft_replies *r,
 		   char *err, size_t errlen);
+/* The kernel's refusal err (positive errno) as text for messages: strerror,
+ * except where the kernel's errno misleads (ENFILE: a set is full). */
+const char *nft_strerror(int err);
 /* "table inet cloudviz", "chain input rule 3", or the origin text. */
 void nft_origin_where(const struct nft_origin *o, char *buf, size_t len);

@@ -781,7 +781,7 @@ static void report_elem(const struct delta_map *m, const struct nft_replies *r,
 		cvz_range4_format(&rs->v4[hit->range], range, sizeof(range));
 	snprintf(err, errlen, "kernel refused %s %s %s %s: %s%s%s%s",
 		 l->add ? "adding" : "deleting", range, l->add ? "to" : "from",
-		 bl_set_name[hit->pair][l->v6], strerror(r->err), r->msg[0] ? " (" : "", r->msg,
+		 bl_set_name[hit->pair][l->v6], nft_strerror(r->err), r->msg[0] ? " (" : "", r->msg,
 		 r->msg[0] ? ")" : "");
 }
 

@@ -14,6 +14,7 @@
 
 #include "cleanup.h"
 #include "jparse.h"
+#include "cvz_limits.h"
 #include "names.h"
 #include "policy.h"
 
@@ -615,6 +616,10 @@ static void top_safelist(struct jctx *c, const char *path, json_t *v, void *t)
 /* src: 0 for blocklist.entries, i+1 for list_files[i]. */
 static int add_blocked(struct policy *p, const struct cvz_prefix *pf, uint16_t src)
 {
+	if (p->n_blocked >= CVZ_LIST_ENTRIES_MAX) {
+		p->n_over++; /* reported once, with the count, by check_whole */
+		return 0;
+	}
 	if (p->n_blocked == p->cap_blocked) {
 		size_t ncap = p->cap_blocked ? p->cap_blocked * 2 : 64;
 		struct cvz_prefix *nv = reallocarray(p->blocked, ncap, sizeof(*nv));
@@ -968,6 +973,13 @@ static void check_whole(struct jctx *c, json_t *root)
 			jp_err(c, "log_dropped", false,
 			     "chain %s has policy accept: it drops nothing to log (remove it from \"chains\")",
 			     fw_hook_name((enum fw_hook)h));
+	if (p->n_over)
+		jp_err(c, "blocklist", false,
+		       "%zu entries (blocklist.entries and list files together), more than the limit of %u",
+		       p->n_blocked + p->n_over, CVZ_LIST_ENTRIES_MAX);
+	if (p->n_safelist > CVZ_SAFELIST_MAX)
+		jp_err(c, "safelist", false, "%zu entries, more than the limit of %u", p->n_safelist,
+		       CVZ_SAFELIST_MAX);
 	for (size_t i = 0; i < p->n_safelist; i++)
 		if (p->safelist[i].len == 0) {
 			char path[JP_PATHLEN];
@@ -1016,6 +1028,7 @@ int policy_parse(const char *file, const char *text, size_t len, struct policy *
 		jp_err(&c, "", false, "expected an object at the top level, got %s", jp_type_name(root));
 	}
 	json_decref(root);
+	jp_done(&c);
 	if (c.errors) {
 		policy_free(p);
 		return -EINVAL;

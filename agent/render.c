@@ -75,6 +75,8 @@ static int put_set(FILE *f, const struct fw_set *s)
 	fprintf(f, "\tset %s {\n\t\ttype %s\n", s->name,
 		s->family == NFPROTO_IPV4 ? "ipv4_addr" : "ipv6_addr");
 	if (s->kind == FW_SET_ADDR) {
+		if (s->size)
+			fprintf(f, "\t\tsize %u\n", s->size);
 		fputs("\t\tflags interval\n", f);
 		put_set_elements(f, s);
 	} else {

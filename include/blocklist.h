@@ -39,7 +39,11 @@ struct blocklist {
 	size_t n, cap;
 	uint32_t *slot; /* open addressing, linear probing: index+1, 0 empty */
 	size_t nslots;  /* power of two, kept at least twice n */
+	size_t by_origin[ORIGIN_COUNT]; /* entries of each origin, kept by add/remove */
 };
+
+/* The most entries of one origin a blocklist holds (cvz_limits.h). */
+size_t bl_origin_max(enum bl_origin o);
 
 const char *bl_origin_name(enum bl_origin o);
 /* Returns 0 and *out, or -ENOENT. */
@@ -61,7 +65,9 @@ int bl_expiry(uint64_t ttl, int64_t now, int64_t *expires);
  * prefix by the same origin never shortens it: the later expiry wins, and
  * ttl 0 (forever) wins over any. Reason and incident are replaced when given.
  * Returns 1 new, 0 refreshed, -ERANGE (ttl or now out of range, see
- * bl_expiry(); b untouched), -ENOMEM. */
+ * bl_expiry(); b untouched), -ENOSPC when a new entry would pass
+ * bl_origin_max(origin) (nothing changes; refreshing an entry always works),
+ * -ENOMEM. */
 int bl_add(struct blocklist *b, const struct cvz_prefix *p, enum bl_origin origin,
 	   uint64_t ttl, const char *reason, const char *incident, int64_t now);
 /* Puts back an entry as it was (state.json): prefix, origin, created,
@@ -105,6 +111,7 @@ struct bl_change {
 	struct blocklist set;  /* new or refreshed entries, complete */
 	struct blocklist gone; /* keys removed from the base (prefix, origin only) */
 	size_t n_shadow;       /* entries of set that replace one of the base */
+	size_t shadow_by_origin[ORIGIN_COUNT]; /* n_shadow by origin */
 };
 
 /* Starts an empty change on base; allocates nothing. */
@@ -114,8 +121,10 @@ void bl_change_init(struct bl_change *c, const struct blocklist *base);
 const struct bl_entry *bl_change_find(const struct bl_change *c, const struct cvz_prefix *p,
 				      enum bl_origin origin);
 /* bl_add() on the base as changed so far, with the same refresh rules.
- * Returns 1 new, 0 refreshed, -ENOMEM (c is then as before the call or with
- * the entry staged unchanged; either way the base is untouched). */
+ * Returns 1 new, 0 refreshed, -ERANGE (ttl or now out of range), -ENOSPC
+ * (a new entry would pass bl_origin_max(origin) in the base as changed),
+ * -ENOMEM (c is then as before the call or with the entry staged unchanged;
+ * either way the base is untouched). */
 int bl_change_add(struct bl_change *c, const struct cvz_prefix *p, enum bl_origin origin,
 		  uint64_t ttl, const char *reason, const char *incident, int64_t now);
 /* Stages the removal of (p, origin). Returns 0, -ENOENT when the base as

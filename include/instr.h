@@ -92,6 +92,12 @@ struct instr_limits {
  * on success; err only on failure. */
 int instr_parse(const char *body, size_t len, const struct instr_limits *lim,
 		struct instr_batch *out, char *err, size_t errlen);
+/* The scan instr_parse() makes before jansson sees the body: an estimate
+ * of the bytes jansson's tree of it would take (cvz_limits.h, measured
+ * costs per value) and its nesting. Returns 0 and *cost, or -EBADMSG with
+ * the reason in err when the estimate passes CVZ_REPLY_PARSE_BUDGET or the
+ * nesting CVZ_REPLY_DEPTH_MAX. Linear in len; allocates nothing. */
+int instr_reply_cost(const char *body, size_t len, uint64_t *cost, char *err, size_t errlen);
 /* Frees what instr_parse() allocated and zeroes *b; b may be NULL. */
 void instr_batch_free(struct instr_batch *b);
 

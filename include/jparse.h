@@ -19,7 +19,13 @@ struct jctx {
 	struct diags *d;
 	size_t errors;    /* errors reported so far */
 	void *owner;      /* the object being filled in */
+	struct jsonpos *pos; /* built on the first position asked for; jp_done frees */
+	bool pos_failed;     /* ENOMEM building it: positions are left out */
 };
+
+/* Frees what the context built (the position index); the fields the caller
+ * set are left alone. */
+void jp_done(struct jctx *c);
 
 typedef void (*jp_key_fn)(struct jctx *c, const char *path, json_t *v, void *target);
 

@@ -66,7 +66,8 @@ struct policy {
 	size_t n_safelist;
 	struct cvz_prefix *blocked; /* blocklist.entries and list files */
 	uint16_t *blocked_src;      /* per entry: 0 blocklist.entries, i+1 list_files[i] */
-	size_t n_blocked, cap_blocked;
+	size_t n_blocked, cap_blocked; /* n_blocked <= CVZ_LIST_ENTRIES_MAX */
+	size_t n_over;                 /* entries beyond that bound (an error) */
 	char **list_files; /* blocklist.files after glob expansion */
 	size_t n_list_files;
 	bool log_dropped;

@@ -116,7 +116,8 @@ struct fw_set {
 	/* FW_SET_ADDR: normalised elements of this family (only the matching
 	   array of the rangeset is used) */
 	struct cvz_rangeset elems;
-	/* FW_SET_RATELIMIT: size and per-entry timeout */
+	/* the kernel's bound on elements (0: none); FW_SET_RATELIMIT: also a
+	   per-entry timeout */
 	uint32_t size;
 	uint64_t timeout_ms;
 	char *origin;

@@ -626,6 +626,14 @@ static void errors_kernel(void)
 	t.sets[1].origin = strdup("policy.json:3:5 (sets.twice)");
 	expect_refusal(&t, "duplicate set", -EEXIST,
 		       "policy.json:3:5 (sets.twice): kernel refused set twice: File exists");
+
+	/* a set's size is the kernel's bound (cvz_limits.h): beyond it the
+	   kernel refuses with ENFILE, reported as what it means */
+	struct fw_set *full = addr_set(&t, "bl4", NFPROTO_IPV4,
+				       "192.0.2.1 192.0.2.3 192.0.2.5 192.0.2.7 192.0.2.9");
+	full->size = 2;
+	expect_refusal(&t, "set over its size", -ENFILE,
+		       "bl4: kernel refused elements of set bl4: the set is full (more elements than its size allows)");
 }
 
 static void errors_plan(void)

@@ -85,6 +85,40 @@ static void test_add_refresh_remove(void **state)
 	bl_free(&b);
 }
 
+/* Each origin holds at most bl_origin_max() entries (cvz_limits.h): a new
+ * entry beyond is refused with -ENOSPC and changes nothing; refreshing an
+ * entry, other origins, and a new entry after a removal or an expiry still
+ * work. */
+static void test_origin_limit(void **state)
+{
+	(void)state;
+	struct blocklist b = { 0 };
+	size_t max = bl_origin_max(ORIGIN_OPERATOR);
+	assert_int_equal(max, 10000);
+	assert_int_equal(bl_origin_max(ORIGIN_CONTROL), 200000);
+	struct cvz_prefix p = P("45.0.0.0");
+	for (size_t i = 0; i < max; i++) {
+		p.addr[2] = (uint8_t)(i >> 8), p.addr[3] = (uint8_t)i;
+		assert_int_equal(bl_add(&b, &p, ORIGIN_OPERATOR, i ? 0 : 10, NULL, NULL, 100), 1);
+	}
+	struct cvz_prefix more = P("46.0.0.1"), first = P("45.0.0.0");
+	assert_int_equal(bl_add(&b, &more, ORIGIN_OPERATOR, 0, "x", NULL, 100), -ENOSPC);
+	assert_int_equal(b.n, max);
+	assert_null(bl_find(&b, &more, ORIGIN_OPERATOR));
+	assert_int_equal(bl_add(&b, &first, ORIGIN_OPERATOR, 20, "refresh", NULL, 100), 0);
+	assert_int_equal(bl_add(&b, &more, ORIGIN_CONTROL, 0, NULL, NULL, 100), 1);
+	assert_int_equal(b.by_origin[ORIGIN_OPERATOR], max);
+	assert_int_equal(b.by_origin[ORIGIN_CONTROL], 1);
+	/* the first entry expires at 120: room for one */
+	assert_int_equal(bl_expire(&b, 200, NULL, NULL), 1);
+	assert_int_equal(bl_add(&b, &more, ORIGIN_OPERATOR, 0, NULL, NULL, 200), 1);
+	assert_int_equal(bl_add(&b, &first, ORIGIN_OPERATOR, 0, NULL, NULL, 200), -ENOSPC);
+	assert_int_equal(bl_remove(&b, &more, ORIGIN_OPERATOR), 0);
+	assert_int_equal(bl_add(&b, &first, ORIGIN_OPERATOR, 0, NULL, NULL, 200), 1);
+	assert_int_equal(b.by_origin[ORIGIN_OPERATOR], max);
+	bl_free(&b);
+}
+
 static void count_expired(const struct bl_entry *e, void *arg)
 {
 	(void)e;
@@ -533,7 +567,7 @@ static void test_change_out_of_memory(void **state)
 #ifdef __SANITIZE_ADDRESS__
 	skip(); /* ASan reserves terabytes of shadow: RLIMIT_AS cannot be used */
 #endif
-	enum { N = 1 << 20 }; /* cap == n exactly: one more entry needs a realloc */
+	enum { N = 1 << 17 }; /* under the control limit; cap == n exactly: one more entry needs a realloc */
 	struct blocklist b = { 0 };
 	for (uint32_t i = 0; i < N; i++) {
 		struct cvz_prefix p = { .family = AF_INET, .len = 32,
@@ -578,6 +612,7 @@ int main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_add_refresh_remove),
 		cmocka_unit_test(test_expire),
+		cmocka_unit_test(test_origin_limit),
 		cmocka_unit_test(test_lists_dynamic_and_diff),
 		cmocka_unit_test(test_dynamic_minus_safe),
 		cmocka_unit_test(test_never_blockable_carved),

@@ -796,6 +796,72 @@ static void test_speed_100k(void **state)
 	}
 }
 
+/* Bounds before and after jansson (cvz_limits.h): a reply whose tree would
+ * cost more than CVZ_REPLY_PARSE_BUDGET is refused by the scan before
+ * jansson allocates anything (16 MiB of "{}" was 1.2 GB of tree); nesting
+ * past CVZ_REPLY_DEPTH_MAX and more than CVZ_REPLY_TARGETS_MAX targets are
+ * refused whole. The 100k-instruction snapshot of test_speed_100k stays
+ * under the budget. */
+static void test_bounds(void **state)
+{
+	(void)state;
+	uint64_t cost = 0;
+	char err[256] = "";
+	assert_int_equal(instr_reply_cost("[{}, 1, \"ab\", true, {\"k\": null}]", 33, &cost, err,
+					  sizeof(err)), 0);
+	assert_int_equal(cost, (136 + 16) + (232 + 16) + (40 + 16) + (88 + 16 + 2) + 16 +
+				       (232 + 16) + (64 + 1) + 16);
+
+	/* 16 MiB of empty objects */
+	size_t n = (16u << 20) / 3;
+	const char *head = "{\"cursor\":\"c1\",\"full\":false,\"instructions\":[";
+	size_t hl = strlen(head), len = hl + 3 * n + 1;
+	char *t = malloc(len + 1);
+	assert_non_null(t);
+	memcpy(t, head, hl);
+	for (size_t i = 0; i < n; i++)
+		memcpy(t + hl + 3 * i, i ? ",{}" : " {}", 3);
+	memcpy(t + len - 2, "]}", 3);
+	struct instr_batch b;
+	int r = instr_parse(t, len, &lim, &b, err, sizeof(err));
+	assert_int_equal(r, -EBADMSG);
+	if (!strstr(err, "too costly to parse: more than 192 MiB of JSON values by byte "))
+		fail_msg("got: %s", err);
+	free(t);
+
+	/* 32 levels are fine (refused for what they hold), 33 are not */
+	char deep[256];
+	snprintf(deep, sizeof(deep), "{\"cursor\":\"c1\",\"full\":false,\"instructions\":"
+		 "%.31s%.31s}", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+		 "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+	refused(deep, "instructions[0]: expected an object, got array");
+	snprintf(deep, sizeof(deep), "{\"cursor\":\"c1\",\"full\":false,\"instructions\":"
+		 "%.32s%.32s}", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+		 "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+	refused(deep, "nested deeper than 32 levels at byte 74 (the limit)");
+
+	/* 200 000 targets in one instruction and one more in the next */
+	struct sbuf sb = { 0 };
+	sb_printf(&sb, "{\"cursor\":\"c1\",\"full\":true,\"instructions\":["
+		       "{\"id\":\"a\",\"action\":\"block\",\"targets\":[");
+	for (unsigned i = 0; i < 200000; i++)
+		sb_printf(&sb, "%s\"45.%u.%u.%u\"", i ? "," : "", i >> 16, (i >> 8) & 255, i & 255);
+	sb_printf(&sb, "]},{\"id\":\"b\",\"action\":\"unblock\",\"targets\":[\"46.0.0.1\"]}]}");
+	r = instr_parse(sb.p, sb.n, &lim, &b, err, sizeof(err));
+	assert_int_equal(r, -EBADMSG);
+	assert_string_equal(err, "instructions[1].targets: more than 200000 targets in one reply (the limit)");
+	/* without the last one it is accepted */
+	char *cut = strstr(sb.p, "]},{\"id\":\"b\"");
+	assert_non_null(cut);
+	memcpy(cut, "]}]}", 5);
+	r = instr_parse(sb.p, strlen(sb.p), &lim, &b, err, sizeof(err));
+	if (r != 0)
+		fail_msg("%s", err);
+	assert_int_equal(b.v[0].n_targets, 200000);
+	instr_batch_free(&b);
+	free(sb.p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -813,6 +879,7 @@ int main(void)
 		cmocka_unit_test(test_seen_cap1),
 		cmocka_unit_test(test_seen_matches_model),
 		cmocka_unit_test(test_speed_100k),
+		cmocka_unit_test(test_bounds),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
