@@ -177,12 +177,13 @@ bool daemon_lockdown_admits(const struct policy *p, bool lockdown, char *why, si
  * confirmation window closes): lockdown goes off instead of locking
  * everyone out, and the journal says why. Returns the lockdown to apply
  * with; the caller makes it d->sx.lockdown once the kernel took it. */
-static bool lockdown_or_off(const struct daemon *d, const struct policy *p, const char *when)
+static bool lockdown_or_off(const struct daemon *d, const struct policy *p, const char *digest,
+			    const char *when)
 {
 	char why[512];
 	if (daemon_lockdown_admits(p, d->sx.lockdown, why, sizeof(why)))
 		return d->sx.lockdown;
-	struct audit_fields f = { .detail = why, .digest = d->digest };
+	struct audit_fields f = { .detail = why, .digest = digest };
 	audit(AE_LOCKDOWN_CHANGED, &f, "Lockdown disabled %s: %s", when, why);
 	return false;
 }
@@ -587,7 +588,7 @@ static void revert_now(struct daemon *d)
 	char err[1024];
 	struct audit_fields f = { .digest = d->previous_digest };
 	/* a revert is not refused: it is what keeps the node reachable */
-	bool lockdown = lockdown_or_off(d, d->previous, "by the revert: the previous policy's lockdown would admit nobody");
+	bool lockdown = lockdown_or_off(d, d->previous, d->previous_digest, "by the revert: the previous policy's lockdown would admit nobody");
 	int r = apply_with(d, d->previous, lockdown, false, err, sizeof(err));
 	if (r < 0) {
 		f.detail = err;
@@ -982,7 +983,7 @@ static int open_kernel(struct daemon *d)
 	if (!d->kernel_applied) {
 		/* nobody to refuse at a start: a lockdown (from the state) the
 		   policy cannot keep goes off rather than lock everyone out */
-		bool lockdown = lockdown_or_off(d, d->policy, "at start: the policy's lockdown would admit nobody");
+		bool lockdown = lockdown_or_off(d, d->policy, d->digest, "at start: the policy's lockdown would admit nobody");
 		r = apply_with(d, d->policy, lockdown, true, err, sizeof(err));
 		if (r < 0)
 			return startup_failed("cannot apply the policy", err);
