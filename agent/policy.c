@@ -875,13 +875,13 @@ int policy_never_blocked(const struct policy *p, struct cvz_prefix **out, size_t
 	/* without the key allow_from is a copy of the safelist: once is enough */
 	size_t n_allow = p->lockdown.has_allow_from ? p->lockdown.n_allow_from : 0;
 	size_t total = p->n_safelist + n_allow;
-	struct cvz_prefix *v = total ? calloc(total, sizeof(*v)) : NULL;
-	if (total && !v)
+	struct cvz_prefix *v = calloc(total + 1, sizeof(*v));
+	if (!v)
 		return -ENOMEM;
-	if (p->n_safelist)
-		memcpy(v, p->safelist, p->n_safelist * sizeof(*v));
-	if (n_allow)
-		memcpy(v + p->n_safelist, p->lockdown.allow_from, n_allow * sizeof(*v));
+	for (size_t i = 0; i < p->n_safelist; i++)
+		v[i] = p->safelist[i];
+	for (size_t i = 0; i < n_allow; i++)
+		v[p->n_safelist + i] = p->lockdown.allow_from[i];
 	*out = v;
 	*n = total;
 	return 0;

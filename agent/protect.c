@@ -65,22 +65,18 @@ static int parse_host(const char *s, size_t len, struct cvz_prefix *out)
 static int read_bounded(const char *path, char **out, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	struct stat st;
-	if (fd < 0) {
-		int r = -errno;
-		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-		return r;
-	}
-	int r = fstat(fd, &st) < 0 ? -errno : 0;
+	struct stat st = { 0 };
+	char *buf = NULL;
+	size_t got = 0;
+	int r = fd < 0 || fstat(fd, &st) < 0 ? -errno : 0;
 	if (r == 0 && !S_ISREG(st.st_mode))
 		r = -EINVAL;
-	if (r == 0 && st.st_size > RESOLV_CONF_MAX_BYTES)
+	else if (r == 0 && st.st_size > RESOLV_CONF_MAX_BYTES)
 		r = -EFBIG;
-	char *buf = r == 0 ? malloc(RESOLV_CONF_MAX_BYTES + 1) : NULL;
-	size_t got = 0;
-	if (r == 0 && !buf)
+	else if (r == 0 && !(buf = malloc(RESOLV_CONF_MAX_BYTES + 1)))
 		r = -ENOMEM;
-	while (r == 0 && got < RESOLV_CONF_MAX_BYTES + 1) {
+	/* one byte more than the cap: a file that grew after the fstat */
+	while (r == 0 && buf && got < RESOLV_CONF_MAX_BYTES + 1) {
 		ssize_t k = read(fd, buf + got, RESOLV_CONF_MAX_BYTES + 1 - got);
 		if (k < 0 && errno == EINTR)
 			continue;
@@ -90,16 +86,17 @@ static int read_bounded(const char *path, char **out, char *err, size_t errlen)
 			break;
 		got += (size_t)k;
 	}
-	close(fd);
-	if (r == 0 && got > RESOLV_CONF_MAX_BYTES) /* grew after the fstat */
+	if (fd >= 0)
+		close(fd);
+	if (r == 0 && got > RESOLV_CONF_MAX_BYTES)
 		r = -EFBIG;
-	if (r < 0) {
+	if (r < 0 || !buf) {
 		free(buf);
 		snprintf(err, errlen, "%s: %s", path,
 			 r == -EINVAL ? "not a regular file"
 			 : r == -EFBIG ? "larger than 65536 bytes"
-				       : strerror(-r));
-		return r;
+				       : strerror(r < 0 ? -r : ENOMEM));
+		return r < 0 ? r : -ENOMEM;
 	}
 	buf[got] = '\0';
 	*out = buf;
@@ -113,7 +110,7 @@ int protect_read_resolv_conf(const char *path, struct cvz_prefix *out, size_t ma
 	int r = read_bounded(path, &text, err, errlen);
 	if (r < 0)
 		return r;
-	struct cvz_prefix found[PROTECT_MAX];
+	struct cvz_prefix found[PROTECT_MAX] = { { 0 } };
 	size_t n = 0, cap = max < PROTECT_MAX ? max : PROTECT_MAX;
 	for (char *line = text, *next; line && n < cap; line = next) {
 		next = strchr(line, '\n');
@@ -164,7 +161,7 @@ int protect_resolve_url(const char *url, struct cvz_prefix *out, size_t max, cha
 	}
 	struct cvz_prefix p;
 	size_t cap = max < PROTECT_MAX ? max : PROTECT_MAX, n = 0;
-	struct cvz_prefix found[PROTECT_MAX];
+	struct cvz_prefix found[PROTECT_MAX] = { { 0 } };
 	if (parse_host(h, len, &p) == 0) {
 		curl_free(host);
 		if (cap)
