@@ -175,17 +175,20 @@ bool daemon_lockdown_admits(const struct policy *p, bool lockdown, char *why, si
 
 /* For the transitions nobody can be refused at (a start, a revert when the
  * confirmation window closes): lockdown goes off instead of locking
- * everyone out, and the journal says why. Returns the lockdown to apply
- * with; the caller makes it d->sx.lockdown once the kernel took it. */
-static bool lockdown_or_off(const struct daemon *d, const struct policy *p, const char *digest,
-			    const char *when)
+ * everyone out. Returns the lockdown to apply p with, and in why (len > 0)
+ * the reason when that is off although d->sx.lockdown is on, else "". */
+static bool lockdown_or_off(const struct daemon *d, const struct policy *p, char *why, size_t len)
 {
-	char why[512];
-	if (daemon_lockdown_admits(p, d->sx.lockdown, why, sizeof(why)))
-		return d->sx.lockdown;
+	why[0] = '\0';
+	return daemon_lockdown_admits(p, d->sx.lockdown, why, len) && d->sx.lockdown;
+}
+
+/* Once the kernel took the table without it: the journal says why. */
+static void journal_lockdown_off(const char *digest, const char *when, const char *why)
+{
 	struct audit_fields f = { .detail = why, .digest = digest };
-	audit(AE_LOCKDOWN_CHANGED, &f, "Lockdown disabled %s: %s", when, why);
-	return false;
+	if (why[0])
+		audit(AE_LOCKDOWN_CHANGED, &f, "Lockdown disabled %s: %s", when, why);
 }
 
 /* The table without its blocklist elements, as text: two policies with the
@@ -588,13 +591,16 @@ static void revert_now(struct daemon *d)
 	char err[1024];
 	struct audit_fields f = { .digest = d->previous_digest };
 	/* a revert is not refused: it is what keeps the node reachable */
-	bool lockdown = lockdown_or_off(d, d->previous, d->previous_digest, "by the revert: the previous policy's lockdown would admit nobody");
+	char why[512];
+	bool lockdown = lockdown_or_off(d, d->previous, why, sizeof(why));
 	int r = apply_with(d, d->previous, lockdown, false, err, sizeof(err));
 	if (r < 0) {
 		f.detail = err;
 		audit(AE_KERNEL_ERROR, &f, "Could not restore the previous policy: %s", err);
 		return; /* keep the window open: the timer is re-armed below */
 	}
+	journal_lockdown_off(d->previous_digest,
+			     "by the revert: the previous policy's lockdown would admit nobody", why);
 	/* the file on disk still holds the reverted policy: remember it, and
 	   keep the restored one's bytes, so a restart does not apply it again
 	   without a confirmation window */
@@ -983,10 +989,13 @@ static int open_kernel(struct daemon *d)
 	if (!d->kernel_applied) {
 		/* nobody to refuse at a start: a lockdown (from the state) the
 		   policy cannot keep goes off rather than lock everyone out */
-		bool lockdown = lockdown_or_off(d, d->policy, d->digest, "at start: the policy's lockdown would admit nobody");
+		char why[512];
+		bool lockdown = lockdown_or_off(d, d->policy, why, sizeof(why));
 		r = apply_with(d, d->policy, lockdown, true, err, sizeof(err));
 		if (r < 0)
 			return startup_failed("cannot apply the policy", err);
+		journal_lockdown_off(d->digest, "at start: the policy's lockdown would admit nobody",
+				     why);
 	}
 	if (d->sx.confirm_deadline)
 		arm_confirm(d);
