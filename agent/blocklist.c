@@ -89,11 +89,10 @@ const char *bl_guard_refusal(const struct cvz_prefix *p, const struct bl_guard *
 	for (size_t i = 0; i < n; i++) {
 		if (!cvz_prefix_overlaps(&g[i].prefix, p))
 			continue;
+		/* prefixes that overlap nest: one holds the other */
 		snprintf(buf, len, "%s %s the %s %s", cvz_prefix_format(p, a, sizeof(a)),
-			 cvz_prefix_contains(p, &g[i].prefix)   ? "covers"
-			 : cvz_prefix_contains(&g[i].prefix, p) ? "is inside"
-								: "overlaps",
-			 g[i].what, cvz_prefix_format(&g[i].prefix, b, sizeof(b)));
+			 cvz_prefix_contains(p, &g[i].prefix) ? "covers" : "is inside", g[i].what,
+			 cvz_prefix_format(&g[i].prefix, b, sizeof(b)));
 		return buf;
 	}
 	return NULL;
