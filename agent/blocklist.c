@@ -95,6 +95,22 @@ const char *bl_refusal(const struct cvz_prefix *p, const struct cvz_prefix *safe
 	return NULL;
 }
 
+const char *bl_guard_refusal(const struct cvz_prefix *p, const struct bl_guard *g, size_t n,
+			     char *buf, size_t len)
+{
+	char a[CVZ_PREFIX_STRLEN], b[CVZ_PREFIX_STRLEN];
+	for (size_t i = 0; i < n; i++) {
+		if (!cvz_prefix_overlaps(&g[i].prefix, p))
+			continue;
+		/* prefixes that overlap nest: one holds the other */
+		snprintf(buf, len, "%s %s the %s %s", cvz_prefix_format(p, a, sizeof(a)),
+			 cvz_prefix_contains(p, &g[i].prefix) ? "covers" : "is inside", g[i].what,
+			 cvz_prefix_format(&g[i].prefix, b, sizeof(b)));
+		return buf;
+	}
+	return NULL;
+}
+
 static bool same_prefix(const struct cvz_prefix *a, const struct cvz_prefix *b)
 {
 	return a->family == b->family && a->len == b->len && memcmp(a->addr, b->addr, 16) == 0;

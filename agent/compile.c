@@ -257,15 +257,19 @@ static int rangeset_copy(const struct cvz_rangeset *src, struct cvz_rangeset *ds
 }
 
 /* The lists' ranges: the given ones, or every policy entry minus what may
- * never be blocked. */
+ * never be blocked (policy_never_blocked()). */
 static int lists_ranges(const struct policy *p, const struct cvz_rangeset *given,
 			struct cvz_rangeset *out)
 {
 	struct bl_view v;
-	int err;
+	struct cvz_prefix *safe = NULL;
+	size_t n_safe = 0;
 	if (given)
 		return rangeset_copy(given, out);
-	err = bl_view_init(&v, p->blocked, p->n_blocked, p->safelist, p->n_safelist);
+	int err = policy_never_blocked(p, &safe, &n_safe);
+	if (!err)
+		err = bl_view_init(&v, p->blocked, p->n_blocked, safe, n_safe);
+	free(safe);
 	if (err)
 		return err;
 	*out = v.lists;

@@ -15,6 +15,21 @@
 #define CONFIG_MAX_BYTES (1u << 20)
 #define CFG(c) ((struct agent_config *)(c)->owner)
 
+/* Replaces *out with a copy of n bytes of s. Fails closed: a copy lost to
+ * a failed allocation is an error of the file, never a key silently
+ * absent (a missing "user" would run as root, a missing pin would trust
+ * every certificate the CA signs). */
+static void set_copy(struct jctx *c, const char *path, const char *s, size_t n, char **out)
+{
+	char *dup = strndup(s, n);
+	if (!dup) {
+		jp_err(c, path, false, "out of memory");
+		return;
+	}
+	free(*out);
+	*out = dup;
+}
+
 static void set_path(struct jctx *c, const char *path, json_t *v, char **out)
 {
 	if (!jp_want(c, path, v, JSON_STRING, "an absolute path"))
@@ -24,13 +39,7 @@ static void set_path(struct jctx *c, const char *path, json_t *v, char **out)
 		jp_err(c, path, false, "\"%s\" is not an absolute path", s);
 		return;
 	}
-	char *dup = strdup(s);
-	if (!dup) {
-		jp_err(c, path, false, "out of memory");
-		return;
-	}
-	free(*out);
-	*out = dup;
+	set_copy(c, path, s, strlen(s), out);
 }
 
 static void key_node_id(struct jctx *c, const char *path, json_t *v, void *t)
@@ -73,8 +82,8 @@ static void key_socket_group(struct jctx *c, const char *path, json_t *v, void *
 	struct agent_config *cfg = t;
 	if (!jp_want(c, path, v, JSON_STRING, "a group name"))
 		return;
-	free(cfg->socket_group);
-	cfg->socket_group = strdup(json_string_value(v));
+	const char *s = json_string_value(v);
+	set_copy(c, path, s, strlen(s), &cfg->socket_group);
 }
 
 static void key_user(struct jctx *c, const char *path, json_t *v, void *t)
@@ -87,8 +96,7 @@ static void key_user(struct jctx *c, const char *path, json_t *v, void *t)
 		jp_err(c, path, false, "\"%.*s\" is not a user name", utf8_prefix(s, 40), s);
 		return;
 	}
-	free(cfg->user);
-	cfg->user = strdup(s);
+	set_copy(c, path, s, strlen(s), &cfg->user);
 }
 
 static void key_table_owner(struct jctx *c, const char *path, json_t *v, void *t)
@@ -127,8 +135,7 @@ static void key_url(struct jctx *c, const char *path, json_t *v, void *t)
 	}
 	while (n > 9 && s[n - 1] == '/')
 		n--;
-	free(cc->url);
-	cc->url = strndup(s, n);
+	set_copy(c, path, s, n, &cc->url);
 }
 
 #define CC_PATH(name, field)                                                   \
@@ -159,8 +166,7 @@ static void key_pinned_pubkey(struct jctx *c, const char *path, json_t *v, void 
 		jp_err(c, path, false, "\"%.*s\" is not a public key pin: expected sha256// and 44 base64 characters, several joined with ';'", utf8_prefix(s, 120), s);
 		return;
 	}
-	free(cc->pinned_pubkey);
-	cc->pinned_pubkey = strdup(s);
+	set_copy(c, path, s, strlen(s), &cc->pinned_pubkey);
 }
 
 static bool int_in(struct jctx *c, const char *path, json_t *v, json_int_t lo, json_int_t hi,

@@ -192,13 +192,39 @@ static int check_secret_stat(const char *path, const struct stat *st, uid_t agen
 	return 0;
 }
 
+/* The policy for the CA file: anyone may read it, but whoever can change
+ * it can make the agent trust a control plane of their choosing, so it is
+ * held to the key's owner rule, and only group and others' write bits are
+ * refused. */
+static int check_trusted_stat(const char *path, const struct stat *st, uid_t agent_uid,
+			      char *err, size_t len)
+{
+	mode_t m = st->st_mode & 07777;
+	if (m & 022)
+		return fail(err, len, -EPERM,
+			    "%s: mode %04o lets %s write it, and whoever writes it chooses which "
+			    "control plane the agent trusts; chmod go-w", path, (unsigned)m,
+			    (m & 020) ? "its group" : "others");
+	if (st->st_uid != 0 && st->st_uid != agent_uid)
+		return fail(err, len, -EPERM,
+			    "%s: owned by uid %u; must be owned by root or the agent's user "
+			    "(uid %u)", path, (unsigned)st->st_uid, (unsigned)agent_uid);
+	return 0;
+}
+
+/* How much a file is trusted: public (the certificate: any owner, any
+ * mode, links followed), trusted (the CA: integrity checked, no link),
+ * secret (key and token: private to root or the agent, no link). */
+enum file_trust { FILE_PUBLIC, FILE_TRUSTED, FILE_SECRET };
+
 /* Opens path and checks the open file, so what is checked is what is read.
  * Returns the descriptor and *st, or -errno with err set. */
-static int open_checked(const char *path, bool secret, uid_t agent_uid, struct stat *st,
-			char *err, size_t len)
+static int open_checked(const char *path, enum file_trust trust, uid_t agent_uid,
+			struct stat *st, char *err, size_t len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (secret ? O_NOFOLLOW : 0));
-	if (fd < 0 && errno == ELOOP && secret)
+	bool nofollow = trust != FILE_PUBLIC;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0));
+	if (fd < 0 && errno == ELOOP && nofollow)
 		return fail(err, len, -ELOOP, "%s: is a symbolic link; name the file itself", path);
 	if (fd < 0) {
 		int r = NEG_ERRNO();
@@ -210,8 +236,10 @@ static int open_checked(const char *path, bool secret, uid_t agent_uid, struct s
 	else if (!S_ISREG(st->st_mode))
 		r = fail(err, len, -EINVAL, "%s: is %s, not a regular file", path,
 			 file_kind(st->st_mode));
-	else if (secret)
+	else if (trust == FILE_SECRET)
 		r = check_secret_stat(path, st, agent_uid, err, len);
+	else if (trust == FILE_TRUSTED)
+		r = check_trusted_stat(path, st, agent_uid, err, len);
 	if (r < 0) {
 		close(fd);
 		return r;
@@ -223,7 +251,7 @@ static int read_secret(const char *path, size_t max, uid_t agent_uid, struct sec
 		       char *err, size_t len)
 {
 	struct stat st;
-	int fd = open_checked(path, true, agent_uid, &st, err, len);
+	int fd = open_checked(path, FILE_SECRET, agent_uid, &st, err, len);
 	if (fd < 0)
 		return fd;
 	int r = secbuf_read_fd(fd, max, out);
@@ -239,12 +267,13 @@ static int read_secret(const char *path, size_t max, uid_t agent_uid, struct sec
 	return 0;
 }
 
-/* Certificate and CA files are public: any mode, any owner, but a private
- * key in one would be key bytes outside a secbuf, readable by anyone. */
-static int read_public(const char *path, char **out, size_t *out_len, char *err, size_t len)
+/* Certificate and CA files are readable by anyone, so a private key in one
+ * would be key bytes outside a secbuf, readable by anyone. */
+static int read_public(const char *path, enum file_trust trust, uid_t agent_uid, char **out,
+		       size_t *out_len, char *err, size_t len)
 {
 	struct stat st;
-	int fd = open_checked(path, false, 0, &st, err, len);
+	int fd = open_checked(path, trust, agent_uid, &st, err, len);
 	if (fd < 0)
 		return fd;
 	if ((uint64_t)st.st_size > PUBLIC_MAX_BYTES) {
@@ -367,7 +396,7 @@ static int cert_chain_rest(BIO *bio, const char *path, char *err, size_t len)
 static int load_cert(struct creds *c, const char *path, int64_t now, X509 **leaf, char *err,
 		     size_t len)
 {
-	int r = read_public(path, &c->cert_pem, &c->cert_len, err, len);
+	int r = read_public(path, FILE_PUBLIC, 0, &c->cert_pem, &c->cert_len, err, len);
 	if (r < 0)
 		return r;
 	BIO *bio = BIO_new_mem_buf(c->cert_pem, (int)c->cert_len);
@@ -462,9 +491,9 @@ static int load_token(struct creds *c, const char *path, uid_t agent_uid, char *
 	return 0;
 }
 
-static int load_ca(struct creds *c, const char *path, char *err, size_t len)
+static int load_ca(struct creds *c, const char *path, uid_t agent_uid, char *err, size_t len)
 {
-	int r = read_public(path, &c->ca_pem, &c->ca_len, err, len);
+	int r = read_public(path, FILE_TRUSTED, agent_uid, &c->ca_pem, &c->ca_len, err, len);
 	if (r < 0)
 		return r;
 	BIO *bio = BIO_new_mem_buf(c->ca_pem, (int)c->ca_len);
@@ -500,7 +529,7 @@ static int load_all(struct creds *c, const struct creds_paths *p, int64_t now, c
 	if (r == 0)
 		r = check_key(&c->key, leaf, p->key_file, p->cert_file, err, len);
 	if (r == 0)
-		r = load_ca(c, p->ca_file, err, len);
+		r = load_ca(c, p->ca_file, p->agent_uid, err, len);
 	X509_free(leaf);
 	return r;
 }

@@ -166,7 +166,7 @@ static json_t *cmd_status(struct daemon *d, json_t *req)
 	int64_t left = d->sx.confirm_deadline ? d->sx.confirm_deadline - (int64_t)time(NULL) : -1;
 	/* kernel ranges: both pairs of sets; dynamic: the runtime blocks' pair */
 	/* paths are bytes, not necessarily UTF-8: utf8_json_string */
-	return json_pack("{s:b, s:s, s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:o, s:s, s:o}",
+	return json_pack("{s:b, s:s, s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:o, s:s, s:o, s:o}",
 			 "ok", 1, "version", CVZ_VERSION, "node_id", utf8_json_string(d->cfg->node_id),
 			 "policy", utf8_json_string(d->policy->file), "policy_digest", d->digest, "entries_by_origin",
 			 daemon_entries_by_origin(d), "kernel_ranges_v4",
@@ -177,7 +177,7 @@ static json_t *cmd_status(struct daemon *d, json_t *req)
 			 (json_int_t)d->elements_sent, "lockdown", d->sx.lockdown,
 			 "table_owned", d->table_flags != 0, "confirm_seconds_left",
 			 left >= 0 ? json_integer(left > 0 ? left : 0) : json_null(), "status", line,
-			 "control", daemon_control_status(d));
+			 "control", daemon_control_status(d), "protected", daemon_protect_status(d));
 }
 
 static json_t *entry_json(const struct cvz_prefix *p, const char *origin, const char *source,
@@ -312,6 +312,22 @@ static json_t *cmd_confirm(struct daemon *d, json_t *req, const struct actor *a)
 	return r < 0 ? reply_error("%s", err) : reply_ok();
 }
 
+/* {"cmd": "lockdown", "enabled": true|false}: the local way to switch
+ * lockdown, for when the control plane cannot be reached. */
+static json_t *cmd_lockdown(struct daemon *d, json_t *req, const struct actor *a)
+{
+	json_t *on = json_object_get(req, "enabled");
+	if (!json_is_boolean(on))
+		return reply_error("%s", "\"enabled\" must be true or false");
+	bool was = d->sx.lockdown;
+	char err[1024];
+	int r = daemon_set_lockdown(d, json_is_true(on), a, err, sizeof(err));
+	if (r < 0)
+		return reply_error("%s", err);
+	return json_pack("{s:b, s:b, s:b}", "ok", 1, "lockdown", d->sx.lockdown, "changed",
+			 was != d->sx.lockdown);
+}
+
 static json_t *dispatch(struct daemon *d, const char *text, size_t len, const struct actor *a)
 {
 	json_error_t je;
@@ -332,6 +348,8 @@ static json_t *dispatch(struct daemon *d, const char *text, size_t len, const st
 		reply = cmd_reload(d, req, a);
 	else if (strcmp(cmd, "confirm") == 0)
 		reply = cmd_confirm(d, req, a);
+	else if (strcmp(cmd, "lockdown") == 0)
+		reply = cmd_lockdown(d, req, a);
 	else
 		reply = reply_error("unknown command \"%.*s\"", utf8_prefix(cmd, 32), cmd);
 	json_decref(req);

@@ -161,12 +161,44 @@ void daemon_state_changed_now(struct daemon *d)
 
 /* ---- reconcile --------------------------------------------------------- */
 
-/* The normalised blocklist of policy p; built once per policy applied. */
-static int view_of(const struct policy *p, struct bl_view *v)
+/* The normalised blocklist of policy p; built once per policy applied.
+ * Carved by everything no block may cover (daemon_never_blocked()). */
+static int view_of(const struct daemon *d, const struct policy *p, struct bl_view *v)
 {
+	struct cvz_prefix *safe = NULL;
+	size_t n_safe = 0;
 	if (!p)
 		return -EINVAL;
-	return bl_view_init(v, p->blocked, p->n_blocked, p->safelist, p->n_safelist);
+	int r = daemon_never_blocked(d, p, &safe, &n_safe);
+	if (r == 0)
+		r = bl_view_init(v, p->blocked, p->n_blocked, safe, n_safe);
+	free(safe);
+	return r;
+}
+
+/* ---- the lockdown invariant ------------------------------------------------ */
+
+bool daemon_lockdown_admits(const struct policy *p, bool lockdown, char *why, size_t len)
+{
+	return !lockdown || policy_lockdown_usable(p, why, len);
+}
+
+/* For the transitions nobody can be refused at (a start, a revert when the
+ * confirmation window closes): lockdown goes off instead of locking
+ * everyone out. Returns the lockdown to apply p with, and in why (len > 0)
+ * the reason when that is off although d->sx.lockdown is on, else "". */
+static bool lockdown_or_off(const struct daemon *d, const struct policy *p, char *why, size_t len)
+{
+	why[0] = '\0';
+	return daemon_lockdown_admits(p, d->sx.lockdown, why, len) && d->sx.lockdown;
+}
+
+/* Once the kernel took the table without it: the journal says why. */
+static void journal_lockdown_off(const char *digest, const char *when, const char *why)
+{
+	struct audit_fields f = { .detail = why, .digest = digest };
+	if (why[0])
+		audit(AE_LOCKDOWN_CHANGED, &f, "Lockdown disabled %s: %s", when, why);
 }
 
 /* The table without its blocklist elements, as text: two policies with the
@@ -246,12 +278,12 @@ static int send_delta(struct daemon *d, const struct bl_view *view, struct cvz_r
  * one transaction; otherwise only the changed set elements are sent. On
  * success p's view becomes d->view: its lists are what blocklist_v4/_v6
  * hold from then on. */
-int daemon_apply_policy(struct daemon *d, const struct policy *p, bool force, char *err,
-			size_t len)
+static int apply_with(struct daemon *d, const struct policy *p, bool lockdown, bool force,
+		      char *err, size_t len)
 {
 	struct bl_change none;
 	bl_change_init(&none, &d->bl); /* allocates nothing */
-	return daemon_apply_policy_next(d, p, &none, d->sx.lockdown, force, err, len);
+	return daemon_apply_policy_next(d, p, &none, lockdown, force, err, len);
 }
 
 int daemon_apply_policy_next(struct daemon *d, const struct policy *p, const struct bl_change *c,
@@ -260,7 +292,11 @@ int daemon_apply_policy_next(struct daemon *d, const struct policy *p, const str
 	struct cvz_rangeset dyn = { 0 };
 	struct fw_table t;
 	struct bl_view view;
-	int r = view_of(p, &view);
+	/* the last line of defence of the invariant: every path to the
+	   kernel passes here */
+	if (!daemon_lockdown_admits(p, lockdown, err, len))
+		return -EPERM;
+	int r = view_of(d, p, &view);
 	if (r == 0) {
 		r = bl_view_dynamic_next(&view, c, &dyn);
 		if (r < 0)
@@ -299,12 +335,19 @@ int daemon_apply_policy_next(struct daemon *d, const struct policy *p, const str
 	if (r == 0) { /* the caller makes p the policy in force */
 		bl_view_free(&d->view);
 		d->view = view;
+		d->sx.lockdown = lockdown;
 	} else {
 		bl_view_free(&view);
 	}
 	if (r == 0 && full)
 		malloc_trim(0); /* see release_memory() */
 	return r;
+}
+
+int daemon_apply_policy(struct daemon *d, const struct policy *p, bool force, char *err,
+			size_t len)
+{
+	return apply_with(d, p, d->sx.lockdown, force, err, len);
 }
 
 /* A big list leaves tens of MB of freed batch pages, copies and the old
@@ -519,6 +562,8 @@ int daemon_block(struct daemon *d, const struct cvz_prefix *p, enum bl_origin or
 	};
 	actor_fields(&f, a);
 	const char *no = bl_refusal(p, d->policy->safelist, d->policy->n_safelist, why, sizeof(why));
+	if (!no)
+		no = daemon_guard_refusal(d, p, why, sizeof(why));
 	if (no) {
 		snprintf(err, errlen, "refused: %s", no);
 		f.detail = no;
@@ -586,6 +631,38 @@ int daemon_unblock(struct daemon *d, const struct cvz_prefix *p, enum bl_origin 
 		return r;
 	}
 	audit(AE_ADDR_UNBLOCKED, &f, "Unblocked %s (%s)", addr, f.origin);
+	return 0;
+}
+
+int daemon_set_lockdown(struct daemon *d, bool on, const struct actor *a, char *err,
+			size_t errlen)
+{
+	char why[512];
+	struct audit_fields f = { .origin = "operator", .digest = d->digest };
+	actor_fields(&f, a);
+	if (d->sx.lockdown == on)
+		return 0;
+	if (!daemon_lockdown_admits(d->policy, on, why, sizeof(why))) {
+		snprintf(err, errlen, "refused: %s", why);
+		f.detail = why;
+		audit(AE_POLICY_REJECTED, &f, "Refused to enable lockdown: %s", why);
+		return -EPERM;
+	}
+	/* saved, then sent, then made current, like every runtime change */
+	struct daemon_next n;
+	daemon_next_init(&n, d);
+	n.sx.lockdown = on;
+	int r = daemon_commit(d, &n, err, errlen);
+	daemon_next_free(&n);
+	if (r < 0) {
+		f.detail = err;
+		if (n.kernel_refused) /* else state_write_failed was journaled */
+			audit(AE_KERNEL_ERROR, &f, "Could not %s lockdown: %s",
+			      on ? "enable" : "disable", err);
+		return r;
+	}
+	audit(AE_LOCKDOWN_CHANGED, &f, "Lockdown %s by the local operator (uid %u)",
+	      on ? "enabled" : "disabled", a && a->known ? a->uid : 0);
 	return 0;
 }
 
@@ -693,13 +770,18 @@ static void revert_now(struct daemon *d)
 		journal_write_failed(d, r);
 		return; /* keep the window open: the timer retries */
 	}
-	r = daemon_apply_policy(d, d->previous, false, err, sizeof(err));
+	/* a revert is not refused: it is what keeps the node reachable */
+	char why[512];
+	bool lockdown = lockdown_or_off(d, d->previous, why, sizeof(why));
+	r = apply_with(d, d->previous, lockdown, false, err, sizeof(err));
 	if (r < 0) {
 		f.detail = err;
 		audit(AE_KERNEL_ERROR, &f, "Could not restore the previous policy: %s", err);
 		return; /* keep the window open: the timer retries */
 	}
-	struct state_extra nx = d->sx;
+	journal_lockdown_off(d->previous_digest,
+			     "by the revert: the previous policy's lockdown would admit nobody", why);
+	struct state_extra nx = d->sx; /* with the lockdown the kernel now holds */
 	close_window(&nx);
 	memcpy(nx.reverted_digest, d->digest, sizeof(d->digest));
 	memcpy(nx.last_good_digest, d->previous_digest, sizeof(d->previous_digest));
@@ -807,6 +889,19 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 		config_free(cfg);
 		return reload_rejected("Reload", detail, a, err, errlen, -EPERM);
 	}
+	/* the operator is there to be told: refuse, rather than switch lockdown
+	   off behind their back or lock everyone out */
+	if (!daemon_lockdown_admits(p, d->sx.lockdown, detail, sizeof(detail))) {
+		char why[2200];
+		snprintf(why, sizeof(why),
+			 "lockdown is on and the new policy's lockdown would admit nobody (%s); switch it off first (cloudviz-agent lockdown off) or fix the policy",
+			 detail);
+		policy_free(p);
+		free(text);
+		config_free(cfg);
+		return reload_rejected("Reload", why, a, err, errlen, -EPERM);
+	}
+	daemon_protect_refresh(d, cfg); /* the apply below carves by them */
 	if (confirm_within && (r = open_window(d, digest, confirm_within, err, errlen)) < 0) {
 		policy_free(p);
 		free(text);
@@ -1134,9 +1229,15 @@ static int open_kernel(struct daemon *d)
 	if (d->sx.confirm_deadline && d->sx.confirm_deadline <= now_s() && d->previous)
 		revert_now(d);
 	if (!d->kernel_applied) {
-		r = apply_full(d, d->policy, err, sizeof(err));
+		/* nobody to refuse at a start: a lockdown (from the state) the
+		   policy cannot keep goes off rather than lock everyone out */
+		char why[512];
+		bool lockdown = lockdown_or_off(d, d->policy, why, sizeof(why));
+		r = apply_with(d, d->policy, lockdown, true, err, sizeof(err));
 		if (r < 0)
 			return startup_failed("cannot apply the policy", err);
+		journal_lockdown_off(d->digest, "at start: the policy's lockdown would admit nobody",
+				     why);
 	}
 	if (d->sx.confirm_deadline)
 		arm_confirm(d);
@@ -1261,6 +1362,8 @@ int daemon_run(const struct daemon_options *opt)
 		restore_confirm_window(&d);
 	if (rc == 0)
 		keep_last_good(&d);
+	if (rc == 0)
+		daemon_protect_refresh(&d, d.cfg);
 	if (rc == 0 && (sd_event_default(&d.ev) < 0 || add_signals(&d) < 0 || add_timers(&d) < 0))
 		rc = startup_failed("cannot set up the event loop", strerror(errno));
 	if (rc == 0 && daemon_control_start(&d, err, sizeof(err)) < 0)

@@ -69,25 +69,6 @@ static int on_cert_timer(sd_event_source *s, uint64_t usec, void *ud)
 
 /* ---- applying a reply ---------------------------------------------------------- */
 
-/* The control API's own addresses: the one curl connected to and an IP
- * literal in the URL. Blocking them would cut the agent off its orders. */
-static size_t api_addrs(const struct daemon *d, const char *server_ip, struct cvz_prefix out[2])
-{
-	size_t n = 0;
-	if (server_ip[0] && cvz_prefix_parse(server_ip, &out[n], NULL, NULL, 0) == 0)
-		n++;
-	const char *h = d->cfg->control.url + strlen("https://");
-	char host[64];
-	size_t len = h[0] == '[' ? strcspn(h + 1, "]") : strcspn(h, ":/");
-	if (len < sizeof(host)) {
-		memcpy(host, h + (h[0] == '['), len);
-		host[len] = '\0';
-		if (cvz_prefix_parse(host, &out[n], NULL, NULL, 0) == 0)
-			n++;
-	}
-	return n;
-}
-
 /* What one reply did, for the journal and the report. */
 struct outcome {
 	json_t *applied;  /* ids */
@@ -123,7 +104,7 @@ static int carry_out(struct daemon *d, const struct instr *in, struct outcome *o
 {
 	char why[256];
 	if (in->action == INSTR_LOCKDOWN) {
-		if (in->enabled && !policy_lockdown_usable(d->policy, why, sizeof(why)))
+		if (!daemon_lockdown_admits(d->policy, in->enabled, why, sizeof(why)))
 			return reject(o, in, "lockdown", why);
 		if (n->sx.lockdown != in->enabled) {
 			n->sx.lockdown = in->enabled;
@@ -326,18 +307,28 @@ static int on_reply(void *ud, const char *body, size_t len, const char *server_i
 		    size_t errlen)
 {
 	struct daemon *d = ud;
-	struct cvz_prefix api[2];
 	const struct control_api_config *cc = &d->cfg->control;
+	/* the address this reply came from is the API's for good (a name
+	   may resolve to more than start-up saw) */
+	if (daemon_protect_note(d, PROTECT_CONTROL_API, server_ip))
+		daemon_protect_recarve(d);
+	struct bl_guard *guards = NULL;
+	size_t n_guards = 0;
+	if (daemon_guards(d, d->policy, &guards, &n_guards) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	struct instr_limits lim = {
 		.min_prefix_v4 = cc->min_prefix_v4,
 		.min_prefix_v6 = cc->min_prefix_v6,
 		.safelist = d->policy->safelist,
 		.n_safelist = d->policy->n_safelist,
-		.api_addrs = api,
-		.n_api_addrs = api_addrs(d, server_ip, api),
+		.guards = guards,
+		.n_guards = n_guards,
 	};
 	struct instr_batch b;
 	int r = instr_parse(body, len, &lim, &b, err, errlen);
+	free(guards);
 	if (r < 0)
 		return r;
 	struct daemon_next n;

@@ -187,14 +187,8 @@ static const char *target_refusal(const struct cvz_prefix *p, const struct instr
 			 cvz_prefix_format(p, a, sizeof(a)), v4 ? '4' : '6', min);
 		return buf;
 	}
-	for (size_t i = 0; i < lim->n_api_addrs; i++)
-		if (cvz_prefix_overlaps(&lim->api_addrs[i], p)) {
-			snprintf(buf, len, "%s %s the control API's own address %s",
-				 cvz_prefix_format(p, a, sizeof(a)),
-				 cvz_prefix_contains(p, &lim->api_addrs[i]) ? "covers" : "overlaps",
-				 cvz_prefix_format(&lim->api_addrs[i], b, sizeof(b)));
-			return buf;
-		}
+	if (bl_guard_refusal(p, lim->guards, lim->n_guards, buf, len))
+		return buf;
 	return NULL;
 }
 

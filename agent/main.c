@@ -26,8 +26,8 @@ enum { EXIT_OK = 0, EXIT_INVALID = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 enum {
 	C_RUN = 1 << 0, C_CHECK = 1 << 1, C_RENDER = 1 << 2, C_APPLY = 1 << 3,
 	C_STATUS = 1 << 4, C_LIST = 1 << 5, C_BLOCK = 1 << 6, C_UNBLOCK = 1 << 7,
-	C_RELOAD = 1 << 8, C_CONFIRM = 1 << 9, C_HELP = 1 << 10,
-	C_SOCKET = C_STATUS | C_LIST | C_BLOCK | C_UNBLOCK | C_RELOAD | C_CONFIRM,
+	C_RELOAD = 1 << 8, C_CONFIRM = 1 << 9, C_HELP = 1 << 10, C_LOCKDOWN = 1 << 11,
+	C_SOCKET = C_STATUS | C_LIST | C_BLOCK | C_UNBLOCK | C_RELOAD | C_CONFIRM | C_LOCKDOWN,
 };
 
 struct opts {
@@ -424,6 +424,25 @@ static int cmd_confirm(const struct opts *o, int argc, char **argv)
 	return rc;
 }
 
+/* The local switch: works when the control plane cannot be reached, which
+ * is when lockdown is most likely to need switching off. */
+static int cmd_lockdown(const struct opts *o, int argc, char **argv)
+{
+	bool on = strcmp(argv[0], "on") == 0;
+	if (!on && strcmp(argv[0], "off") != 0) {
+		fprintf(stderr, "cloudviz-agent: lockdown: expected on or off, got \"%.32s\"\n", argv[0]);
+		return EXIT_USAGE;
+	}
+	json_t *reply = NULL;
+	int rc = call(o, json_pack("{s:s, s:b}", "cmd", "lockdown", "enabled", on), &reply);
+	if (rc == EXIT_OK) {
+		printf("lockdown %s%s\n", on ? "on" : "off",
+		       json_is_true(json_object_get(reply, "changed")) ? "" : " (it already was)");
+		json_decref(reply);
+	}
+	return rc;
+}
+
 static int cmd_help(const struct opts *o, int argc, char **argv)
 {
 	usage(stdout);
@@ -441,6 +460,7 @@ static const struct command commands[] = {
 	{ "unblock", C_UNBLOCK, "ADDR[/PREFIX]", 1, 1, "remove an operator block", cmd_unblock },
 	{ "reload", C_RELOAD, "", 0, 0, "re-read config and policy", cmd_reload },
 	{ "confirm", C_CONFIRM, "", 0, 0, "keep a reload made with --confirm-within", cmd_confirm },
+	{ "lockdown", C_LOCKDOWN, "on|off", 1, 1, "switch lockdown on or off in the running agent", cmd_lockdown },
 	{ "help", C_HELP, "", 0, 0, "show this help", cmd_help },
 };
 

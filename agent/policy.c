@@ -875,6 +875,23 @@ static int default_allow_from(struct policy *p)
 	return 0;
 }
 
+int policy_never_blocked(const struct policy *p, struct cvz_prefix **out, size_t *n)
+{
+	/* without the key allow_from is a copy of the safelist: once is enough */
+	size_t n_allow = p->lockdown.has_allow_from ? p->lockdown.n_allow_from : 0;
+	size_t total = p->n_safelist + n_allow;
+	struct cvz_prefix *v = calloc(total + 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->n_safelist; i++)
+		v[i] = p->safelist[i];
+	for (size_t i = 0; i < n_allow; i++)
+		v[p->n_safelist + i] = p->lockdown.allow_from[i];
+	*out = v;
+	*n = total;
+	return 0;
+}
+
 bool policy_lockdown_usable(const struct policy *p, char *why, size_t len)
 {
 	const struct policy_lockdown *l = &p->lockdown;

@@ -3,13 +3,15 @@
  * The allowlist is data: one table, grouped by what the daemon does after
  * start-up (it never opens a listening socket, executes a program, mounts,
  * traces or loads anything privileged again). Argument filters where they
- * are cheap: socket() families, clone() only for threads, ioctl() only for
- * the terminal and socket queries stdio and curl make, mmap()/mprotect()
- * never writable and executable at once, prlimit64() read-only. */
+ * are cheap: socket() families, and of netlink only the netfilter protocol;
+ * clone() only for threads, ioctl() only for the terminal and socket
+ * queries stdio and curl make, mmap() never writable and executable at
+ * once, mprotect() never executable, prlimit64() read-only. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/netlink.h>
 #include <linux/securebits.h>
 #include <pwd.h>
 #include <sched.h>
@@ -171,8 +173,9 @@ void sandbox_no_dumps(void)
 
 /* ---- the allowlist --------------------------------------------------------------- */
 
-/* One row: a system call, and an optional argument condition. Rows with the
- * same name are alternatives (any one matching allows the call). */
+/* One row: a system call, and up to two argument conditions, all of which
+ * must hold. Rows with the same name are alternatives (any one matching
+ * allows the call). */
 struct rule {
 	const char *name;
 	unsigned n_cmp;
@@ -183,6 +186,7 @@ struct rule {
  * SCMP_Ax() are positional initializers */
 #define ALLOW(n) { .name = n }
 #define ALLOW_IF(n, c) { .name = n, .n_cmp = 1, .cmp = { c } }
+#define ALLOW_IF2(n, c1, c2) { .name = n, .n_cmp = 2, .cmp = { c1, c2 } }
 
 static const struct rule allowlist[] = {
 	/* process and threads (libcurl resolves names in a thread) */
@@ -194,13 +198,16 @@ static const struct rule allowlist[] = {
 	/* signals (sd-event's signalfd, glibc's abort and thread set-up) */
 	ALLOW("rt_sigaction"), ALLOW("rt_sigprocmask"), ALLOW("rt_sigreturn"),
 	ALLOW("sigaltstack"), ALLOW("signalfd4"),
-	/* memory: never writable and executable at once */
+	/* memory: never writable and executable at once; existing memory
+	   never made executable (a read-only page of attacker-written bytes
+	   would be one mprotect() from running). mmap() may still map code
+	   read-only: the NSS modules glibc loads on the first name lookup
+	   (libnss_* from nsswitch.conf, at any later reconnect) need it */
 	ALLOW("brk"), ALLOW("munmap"), ALLOW("mremap"), ALLOW("madvise"), ALLOW("mlock"),
 	ALLOW("munlock"), ALLOW("mlock2"),
 	ALLOW_IF("mmap", SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)),
 	ALLOW_IF("mmap", SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_WRITE, 0)),
 	ALLOW_IF("mprotect", SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)),
-	ALLOW_IF("mprotect", SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_WRITE, 0)),
 	/* time and the event loop */
 	ALLOW("clock_gettime"), ALLOW("clock_getres"), ALLOW("gettimeofday"), ALLOW("time"),
 	ALLOW("nanosleep"), ALLOW("clock_nanosleep"), ALLOW("epoll_create1"), ALLOW("epoll_ctl"),
@@ -221,10 +228,16 @@ static const struct rule allowlist[] = {
 	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_EQ, FIONREAD, 0)),
 	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_EQ, FIONBIO, 0)),
 	ALLOW_IF("prlimit64", SCMP_A2(SCMP_CMP_EQ, 0, 0)), /* read, never set */
-	/* sockets: netlink (nftables), unix (journald, sd_notify, the control
-	   socket, curl's wake-up pairs), inet (the control API, DNS) */
+	/* sockets: netlink for nftables only (NETLINK_ROUTE would rewrite
+	   routes and addresses, NETLINK_XFRM IPsec state, generic netlink
+	   read WireGuard keys: CAP_NET_ADMIN opens them all; glibc's
+	   getaddrinfo() asks NETLINK_ROUTE which addresses the host has, and
+	   is told no, see netlink_refused below), unix (journald, sd_notify,
+	   the control socket, curl's wake-up pairs), inet (the control API,
+	   DNS) */
 	ALLOW_IF("socket", SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0)),
-	ALLOW_IF("socket", SCMP_A0(SCMP_CMP_EQ, AF_NETLINK, 0)),
+	ALLOW_IF2("socket", SCMP_A0(SCMP_CMP_EQ, AF_NETLINK, 0),
+		  SCMP_A2(SCMP_CMP_EQ, NETLINK_NETFILTER, 0)),
 	ALLOW_IF("socket", SCMP_A0(SCMP_CMP_EQ, AF_INET, 0)),
 	ALLOW_IF("socket", SCMP_A0(SCMP_CMP_EQ, AF_INET6, 0)),
 	ALLOW_IF("socketpair", SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0)),
@@ -235,6 +248,15 @@ static const struct rule allowlist[] = {
 	/* identity, read only (credential owner checks, socket peers) */
 	ALLOW("getuid"), ALLOW("geteuid"), ALLOW("getgid"), ALLOW("getegid"),
 	ALLOW("getgroups"), ALLOW("getresuid"), ALLOW("getresgid"), ALLOW("capget"),
+};
+
+/* Refused with an error instead of killing: glibc's getaddrinfo() (in
+ * curl's resolver thread) opens NETLINK_ROUTE to learn which address
+ * families the host has, and without it assumes both (check_pf.c), which
+ * is harmless; the socket itself would let the agent rewrite routes. */
+static const struct rule netlink_refused[] = {
+	ALLOW_IF2("socket", SCMP_A0(SCMP_CMP_EQ, AF_NETLINK, 0),
+		  SCMP_A2(SCMP_CMP_EQ, NETLINK_ROUTE, 0)),
 };
 
 static const char *allowlist_names[ELEMENTSOF(allowlist)];
@@ -299,6 +321,13 @@ int sandbox_install_filter(bool trap, char *err, size_t len)
 		if (nr == __NR_SCMP_ERROR)
 			continue; /* not on this architecture */
 		r = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, a->n_cmp, a->cmp);
+		if (r < 0)
+			snprintf(err, len, "seccomp rule for %s: %s", a->name, strerror(-r));
+	}
+	for (size_t i = 0; r == 0 && i < ELEMENTSOF(netlink_refused); i++) {
+		const struct rule *a = &netlink_refused[i];
+		r = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EACCES),
+					   seccomp_syscall_resolve_name(a->name), a->n_cmp, a->cmp);
 		if (r < 0)
 			snprintf(err, len, "seccomp rule for %s: %s", a->name, strerror(-r));
 	}

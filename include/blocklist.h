@@ -61,6 +61,22 @@ const char *bl_refusal(const struct cvz_prefix *p, const struct cvz_prefix *safe
  * computed, with checked arithmetic. */
 int bl_expiry(uint64_t ttl, int64_t now, int64_t *expires);
 
+/* A range no block may cover, and what it is, for the refusal
+ * ("lockdown.allow_from range", "resolver", "control API's own address"):
+ * a static string. The general form of the safelist: every address the
+ * node must keep reaching, or being reached from, is one. */
+struct bl_guard {
+	struct cvz_prefix prefix;
+	const char *what;
+};
+
+/* Why p may not be blocked because of a guard (the first of n it overlaps),
+ * written to buf ("10.0.0.0/8 covers the resolver 10.0.0.2", "10.1.2.3 is
+ * inside the lockdown.allow_from range 10.1.0.0/16"), or NULL when it
+ * overlaps none. Checks only the guards: bl_refusal() comes first. */
+const char *bl_guard_refusal(const struct cvz_prefix *p, const struct bl_guard *g, size_t n,
+			     char *buf, size_t len);
+
 /* Adds or refreshes the entry for (p, origin). A repeated block of the same
  * prefix by the same origin never shortens it: the later expiry wins, and
  * ttl 0 (forever) wins over any. Reason and incident are replaced when given.

@@ -32,7 +32,7 @@ void secbuf_free(struct secbuf *b);
 
 struct creds_paths {
 	const char *ca_file, *cert_file, *key_file, *token_file;
-	uid_t agent_uid; /* besides root, the only owner allowed for key and token */
+	uid_t agent_uid; /* besides root, the only owner allowed for key, token and CA */
 };
 
 /* A loaded set. Handed to libcurl as blobs, key with CURL_BLOB_NOCOPY: then
@@ -57,15 +57,18 @@ struct creds {
  *    the certificate;
  *  - certificate: not PEM (any block of the chain), expired or not yet
  *    valid at now;
- *  - CA file: a block that is not PEM, or no certificate in it;
+ *  - CA file: a block that is not PEM, or no certificate in it; writable
+ *    by group or others, or owned by anyone but root or p->agent_uid
+ *    (whoever can change it chooses which server the agent trusts);
  *  - certificate or CA file: not a regular file, larger than 1 MiB, or
  *    holding a private key (those files are public: a key belongs only in
  *    key_file, and only a secbuf may hold key bytes);
  *  - token: empty, or holding characters not allowed in an HTTP header.
  * Every file is opened with O_CLOEXEC|O_NONBLOCK (a FIFO never blocks) and
- * checked with fstat() on the open descriptor; key and token also with
- * O_NOFOLLOW, so a symbolic link there is refused. The certificate and CA
- * files may be symbolic links (ca-certificates and ACME clients use them).
+ * checked with fstat() on the open descriptor; key, token and CA file also
+ * with O_NOFOLLOW, so a symbolic link there is refused (a link's target
+ * can be swapped by whoever owns the link's directory). The certificate
+ * may be a symbolic link (ACME clients use them).
  * err (when errlen > 0) is always NUL-terminated and starts with the file's
  * path. Returns 0 and *out (the caller frees it with creds_free()); on
  * refusal -EPERM (mode, owner), -EINVAL (content, file type), -EFBIG (too

@@ -4,7 +4,7 @@
  *   -> {"cmd": "block", "addr": "203.0.113.7", "ttl": 3600, "reason": "..."}
  *   <- {"ok": true, ...} or {"ok": false, "error": "why"}
  *
- * Commands: status, list, block, unblock, reload, confirm. The server side
+ * Commands: status, list, block, unblock, reload, confirm, lockdown. The server side
  * lives in the daemon; this is the client side and the shared helpers. */
 #pragma once
 #include <jansson.h>

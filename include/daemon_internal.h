@@ -13,9 +13,16 @@
 #include "instr.h"
 #include "nft.h"
 #include "policy.h"
+#include "protect.h"
 #include "sandbox.h"
 #include "state.h"
 #include "statedir.h"
+
+/* One source's protected addresses (protect.h). */
+struct protected_set {
+	struct cvz_prefix v[PROTECT_MAX];
+	size_t n;
+};
 
 struct daemon {
 	sd_event *ev;
@@ -53,6 +60,9 @@ struct daemon {
 	struct sandbox_user user; /* config "user": who we become after start-up */
 	struct statedir sd;       /* state_dir, checked once at start-up */
 	sd_event_source *cert_timer;
+	/* addresses no block may cover: resolvers, the control API's host
+	   (daemon_protect.c) */
+	struct protected_set protect[PROTECT_SOURCES];
 };
 
 /* Who asked, for audit fields. */
@@ -72,6 +82,18 @@ int daemon_unblock(struct daemon *d, const struct cvz_prefix *p, enum bl_origin 
 int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor *a, char *err,
 		  size_t errlen);
 int daemon_confirm(struct daemon *d, const struct actor *a, char *err, size_t errlen);
+/* Switches lockdown on or off from the control socket (refused when on
+ * would admit nobody); journaled lockdown_changed. 0 also when it already
+ * was so. */
+int daemon_set_lockdown(struct daemon *d, bool on, const struct actor *a, char *err,
+			size_t errlen);
+/* The lockdown invariant (docs/policy.md#lockdown): with lockdown on, policy
+ * p must admit someone besides loopback. False (why in why, may be NULL)
+ * when lockdown is on and p's lockdown would admit nobody. Checked on every
+ * transition: a control API or local switch and a reload are refused, a
+ * start or a revert switches lockdown off (journaled), and the apply
+ * itself refuses as the last line. */
+bool daemon_lockdown_admits(const struct policy *p, bool lockdown, char *why, size_t len);
 /* The one-line STATUS= text, e.g. "policy 3f2a9c1e, 1204 blocked, lockdown off". */
 void daemon_status_line(const struct daemon *d, char *buf, size_t len);
 
@@ -128,6 +150,31 @@ void daemon_control_reload(struct daemon *d, struct agent_config *newcfg);
 void daemon_control_stop(struct daemon *d);
 /* status: the client's counters, or JSON null without a client. */
 json_t *daemon_control_status(const struct daemon *d);
+
+/* daemon_protect.c: what no block may cover (docs/control-api.md). */
+/* Every guard for policy p: its safelist, its lockdown.allow_from, and d's
+ * protected addresses. Returns 0 and a new array (free()), or -ENOMEM. */
+int daemon_guards(const struct daemon *d, const struct policy *p, struct bl_guard **out,
+		  size_t *n);
+/* The same as bare prefixes, for carving the kernel's sets. */
+int daemon_never_blocked(const struct daemon *d, const struct policy *p, struct cvz_prefix **out,
+			 size_t *n);
+/* Why p may not be blocked because of a guard of the policy in force, in
+ * buf, or NULL. (bl_refusal() covers the never-blockable ranges.) */
+const char *daemon_guard_refusal(const struct daemon *d, const struct cvz_prefix *p, char *buf,
+				 size_t len);
+/* Re-reads the resolvers and resolves the control API's host of cfg
+ * (blocking; start and reload). What cannot be read or resolved keeps the
+ * old addresses. Returns true when the addresses changed. */
+bool daemon_protect_refresh(struct daemon *d, const struct agent_config *cfg);
+/* Adds one address (text, e.g. curl's CURLINFO_PRIMARY_IP) to source s.
+ * Returns true when it was new. */
+bool daemon_protect_note(struct daemon *d, enum protect_source s, const char *ip);
+/* After the addresses changed: re-applies the policy in force, so the
+ * kernel's sets are carved by the new ones (journals a kernel error). */
+void daemon_protect_recarve(struct daemon *d);
+/* [{"addr": ..., "what": ...}] for status. */
+json_t *daemon_protect_status(const struct daemon *d);
 
 /* ctlserver.c */
 /* {"policy": n, "file": n, ...} */

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "blocklist.h"
 #include "cvz_limits.h"
 
 #define INSTR_ID_MAX 128       /* with NUL */
@@ -79,8 +80,10 @@ struct instr_limits {
 	uint8_t min_prefix_v6; /* (default 32; 0: none) */
 	const struct cvz_prefix *safelist;
 	size_t n_safelist;
-	const struct cvz_prefix *api_addrs; /* the control API's own addresses */
-	size_t n_api_addrs;
+	/* never blocked: lockdown.allow_from, the resolvers, the control
+	   API's own addresses (see bl_guard) */
+	const struct bl_guard *guards;
+	size_t n_guards;
 };
 
 /* Parses and validates body (len bytes, not NUL-terminated; the size cap
@@ -104,7 +107,7 @@ void instr_batch_free(struct instr_batch *b);
 /* Checks one target: at most INSTR_TEXT_MAX-1 characters, an address or
  * prefix, host bits clear, not /0, not loopback/unspecified/multicast/
  * link-local, not overlapping the safelist, not shorter than the minimum,
- * not overlapping the control API's own address. Returns 0 and *p (IPv4-
+ * not overlapping a guard (the control API's own address, ...). Returns 0 and *p (IPv4-
  * mapped IPv6 comes back as IPv4) with why "", or -EINVAL with one line in
  * why naming the target and the rule ("198.0.0.0/7 is shorter than
  * min_prefix_v4 8"); why is always NUL-terminated when whylen > 0. */

@@ -124,6 +124,12 @@ struct compile_opts {
 int policy_compile_opts(const struct policy *p, const struct compile_opts *o,
 			struct fw_table *t);
 
+/* What no blocklist set may hold, whatever the source of the block: the
+ * safelist, and lockdown.allow_from (the management ranges lockdown admits;
+ * a block of one would sit before the lockdown rule and shut the way in).
+ * Returns 0 and a new array in *out (free()) of *n prefixes, or -ENOMEM. */
+int policy_never_blocked(const struct policy *p, struct cvz_prefix **out, size_t *n);
+
 /* Whether switching lockdown on leaves a way in: false when allow_from
  * (after its default, the safelist) holds no address, since lockdown would
  * then cut every new inbound connection but loopback and the failsafe.

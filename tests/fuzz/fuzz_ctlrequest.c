@@ -8,8 +8,8 @@
  *
  * The daemon is a minimal struct with a small policy and the real runtime
  * blocklist; the operations that would reach the kernel (daemon_block,
- * _unblock, _reload, _confirm) and the status pieces built elsewhere
- * (daemon_status_line, daemon_control_status) are defined here, so the
+ * _unblock, _reload, _confirm, _set_lockdown) and the status pieces built
+ * elsewhere (daemon_status_line, daemon_control_status, daemon_protect_status) are defined here, so the
  * archive's daemon.o and daemon_control.o are not linked. The stand-ins
  * keep the real checks that shape a reply (bl_refusal, bl_add's limits,
  * audit_sanitize) and write their errors with plain snprintf cut short,
@@ -132,6 +132,22 @@ void daemon_status_line(const struct daemon *dm, char *buf, size_t len)
 {
 	snprintf(buf, len, "policy %.8s, %zu blocked, lockdown %s", dm->digest,
 		 dm->bl.n + dm->policy->n_blocked, dm->sx.lockdown ? "on" : "off");
+}
+
+int daemon_set_lockdown(struct daemon *dm, bool on, const struct actor *a, char *err,
+			size_t errlen)
+{
+	if (on && !dm->policy->n_safelist) {
+		careless(err, errlen, "refused: lockdown would admit nobody", last_error);
+		return -EPERM;
+	}
+	dm->sx.lockdown = on;
+	return 0;
+}
+
+json_t *daemon_protect_status(const struct daemon *dm)
+{
+	return json_pack("[s]", "10.255.255.53");
 }
 
 json_t *daemon_control_status(const struct daemon *dm)

@@ -17,15 +17,16 @@ static const struct cvz_prefix safelist[] = {
 	{ .family = AF_INET, .len = 32, .addr = { 10, 1, 2, 3 } },
 	{ .family = AF_INET6, .len = 48, .addr = { 0x20, 0x01, 0x0d, 0xb8, 0, 1 } },
 };
-static const struct cvz_prefix api[] = {
-	{ .family = AF_INET, .len = 32, .addr = { 192, 0, 2, 10 } },
-	{ .family = AF_INET6, .len = 128,
-	  .addr = { 0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, [15] = 0x10 } },
+static const struct bl_guard api[] = {
+	{ { .family = AF_INET, .len = 32, .addr = { 192, 0, 2, 10 } }, "control API's own address" },
+	{ { .family = AF_INET6, .len = 128,
+	    .addr = { 0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, [15] = 0x10 } },
+	  "control API's own address" },
 };
 static const struct instr_limits lim = {
 	.min_prefix_v4 = 8, .min_prefix_v6 = 32,
 	.safelist = safelist, .n_safelist = 2,
-	.api_addrs = api, .n_api_addrs = 2,
+	.guards = api, .n_guards = 2,
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -176,6 +176,30 @@ def namespaces(cleanups, *roles):
     return t
 
 
+def netns_etc(cleanups, ns, files):
+    """Per-namespace /etc files: writes /etc/netns/NS/NAME for each NAME ->
+    text of files; `ip netns exec NS` (how Daemon starts the agent) mounts
+    each over /etc/NAME for what it runs (ip-netns(8)), so a test gets its
+    own resolv.conf or hosts without touching the host's. Removed by
+    cleanups."""
+    top = "/etc/netns"
+    made_top = not os.path.isdir(top)
+    d = os.path.join(top, ns)
+    os.makedirs(d, exist_ok=True)
+
+    def remove():
+        shutil.rmtree(d, ignore_errors=True)
+        if made_top:
+            try:
+                os.rmdir(top)
+            except OSError:
+                pass
+    cleanups.add(remove)
+    for name, text in files.items():
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text)
+
+
 def servers(cleanups):
     s = netns.Servers()
     cleanups.add(s.stop)

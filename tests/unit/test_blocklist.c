@@ -55,6 +55,38 @@ static void test_refusals(void **state)
 	assert_null(bl_refusal(&ok, safe, 2, buf, sizeof(buf)));
 }
 
+/* Guards: any range no block may cover, named in the refusal. */
+static void test_guard_refusals(void **state)
+{
+	(void)state;
+	char buf[256];
+	const struct bl_guard g[] = {
+		{ P("10.0.0.2"), "resolver" },
+		{ P("10.20.0.0/16"), "lockdown.allow_from range" },
+		{ P("2001:db8:ffff::10"), "control API's own address" },
+	};
+	static const struct {
+		const char *addr, *why;
+	} cases[] = {
+		{ "10.0.0.2", "10.0.0.2 covers the resolver 10.0.0.2" },
+		{ "10.0.0.0/24", "10.0.0.0/24 covers the resolver 10.0.0.2" },
+		{ "10.20.3.4", "10.20.3.4 is inside the lockdown.allow_from range 10.20.0.0/16" },
+		{ "10.0.0.0/8", "10.0.0.0/8 covers the resolver 10.0.0.2" }, /* the first one */
+		{ "2001:db8::/32", "2001:db8::/32 covers the control API's own address 2001:db8:ffff::10" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct cvz_prefix p = P(cases[i].addr);
+		const char *why = bl_guard_refusal(&p, g, 3, buf, sizeof(buf));
+		assert_ptr_equal(why, buf);
+		assert_string_equal(why, cases[i].why);
+	}
+	struct cvz_prefix ok = P("10.0.0.3");
+	assert_null(bl_guard_refusal(&ok, g, 3, buf, sizeof(buf)));
+	ok = P("10.21.0.0/16");
+	assert_null(bl_guard_refusal(&ok, g, 3, buf, sizeof(buf)));
+	assert_null(bl_guard_refusal(&ok, NULL, 0, buf, sizeof(buf)));
+}
+
 static void test_add_refresh_remove(void **state)
 {
 	(void)state;
@@ -610,6 +642,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_guard_refusals),
 		cmocka_unit_test(test_add_refresh_remove),
 		cmocka_unit_test(test_expire),
 		cmocka_unit_test(test_origin_limit),

@@ -528,17 +528,57 @@ static void test_ca_refused(void **state)
 	refused(f, NOW, -ENOENT, f->ca, "cannot open: No such file or directory");
 }
 
-/* Public files may be links (ca-certificates, ACME clients); any owner. */
+/* The certificate is public: it may be a link (ACME clients), any owner,
+ * any mode. */
 static void test_public_files_relaxed(void **state)
 {
 	struct fx *f = *state;
 	char real[160];
+	snprintf(real, sizeof(real), "%s.real", f->cert);
+	assert_int_equal(rename(f->cert, real), 0);
+	assert_int_equal(symlink(real, f->cert), 0);
+	if (geteuid() == 0)
+		assert_int_equal(chown(real, OTHER_UID, (gid_t)-1), 0);
+	assert_int_equal(chmod(real, 0666), 0);
+	creds_free(loaded(f, NOW));
+}
+
+/* The CA file decides whom the agent trusts: whoever can write it can
+ * impersonate the control plane. Readable by anyone, but written only by
+ * root or the agent's user, and not through a link. */
+static void test_ca_integrity(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(chmod(f->ca, 0664), 0);
+	refused(f, NOW, -EPERM, f->ca, "mode 0664 lets its group write it");
+	assert_int_equal(chmod(f->ca, 0646), 0);
+	refused(f, NOW, -EPERM, f->ca, "mode 0646 lets others write it");
+	assert_int_equal(chmod(f->ca, 0666), 0);
+	refused(f, NOW, -EPERM, f->ca, "chmod go-w");
+	assert_int_equal(chmod(f->ca, 0444), 0);
+	creds_free(loaded(f, NOW));
+	assert_int_equal(chmod(f->ca, 0644), 0);
+	creds_free(loaded(f, NOW));
+
+	char real[160];
 	snprintf(real, sizeof(real), "%s.real", f->ca);
 	assert_int_equal(rename(f->ca, real), 0);
 	assert_int_equal(symlink(real, f->ca), 0);
-	if (geteuid() == 0)
-		assert_int_equal(chown(real, OTHER_UID, (gid_t)-1), 0);
-	assert_int_equal(chmod(f->cert, 0666), 0);
+	refused(f, NOW, -ELOOP, f->ca, "is a symbolic link; name the file itself");
+	assert_int_equal(unlink(f->ca), 0);
+	assert_int_equal(rename(real, f->ca), 0);
+
+	if (geteuid() != 0) {
+		print_message("not root: cannot give the CA file away, owner check skipped\n");
+		return;
+	}
+	assert_int_equal(chown(f->ca, OTHER_UID, (gid_t)-1), 0);
+	char msg[128];
+	snprintf(msg, sizeof(msg),
+		 "owned by uid %u; must be owned by root or the agent's user (uid %u)", OTHER_UID,
+		 (unsigned)f->p.agent_uid);
+	refused(f, NOW, -EPERM, f->ca, msg);
+	f->p.agent_uid = OTHER_UID;
 	creds_free(loaded(f, NOW));
 }
 
@@ -694,6 +734,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cert_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ca_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_public_files_relaxed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ca_integrity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_small_err_buffer, setup, teardown),
 		cmocka_unit_test(test_secbuf_read_pipe),
 		cmocka_unit_test_setup_teardown(test_secbuf_read_file, setup, teardown),

@@ -22,7 +22,8 @@ static struct cvz_prefix P(const char *s)
 	return p;
 }
 
-static struct cvz_prefix safelist[2], api[2];
+static struct cvz_prefix safelist[2];
+static struct bl_guard guards[3];
 static struct instr_limits lim;
 
 static int setup(void **state)
@@ -30,11 +31,12 @@ static int setup(void **state)
 	(void)state;
 	safelist[0] = P("10.1.2.3");
 	safelist[1] = P("2001:db8:1::/48");
-	api[0] = P("192.0.2.10");
-	api[1] = P("2001:db8:ffff::10");
+	guards[0] = (struct bl_guard){ P("192.0.2.10"), "control API's own address" };
+	guards[1] = (struct bl_guard){ P("2001:db8:ffff::10"), "control API's own address" };
+	guards[2] = (struct bl_guard){ P("198.18.0.0/16"), "lockdown.allow_from range" };
 	lim = (struct instr_limits){ .min_prefix_v4 = 8, .min_prefix_v6 = 32,
 				     .safelist = safelist, .n_safelist = 2,
-				     .api_addrs = api, .n_api_addrs = 2 };
+				     .guards = guards, .n_guards = 3 };
 	return 0;
 }
 
@@ -327,6 +329,8 @@ static void test_target_rules(void **state)
 		  "2001:db8:1:2::/64 is inside the safelisted 2001:db8:1::/48" },
 		{ "2001:db8::/32", "2001:db8::/32 covers the safelisted 2001:db8:1::/48" },
 		{ "192.0.2.10", "192.0.2.10 covers the control API's own address 192.0.2.10" },
+		{ "198.18.1.2", "198.18.1.2 is inside the lockdown.allow_from range 198.18.0.0/16" },
+		{ "198.0.0.0/8", "198.0.0.0/8 covers the lockdown.allow_from range 198.18.0.0/16" },
 		{ "192.0.2.0/24", "192.0.2.0/24 covers the control API's own address 192.0.2.10" },
 		{ "2001:db8:ffff::/48",
 		  "2001:db8:ffff::/48 covers the control API's own address 2001:db8:ffff::10" },

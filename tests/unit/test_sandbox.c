@@ -15,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/netlink.h>
+#include <netdb.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
@@ -24,7 +27,44 @@
 
 #include "sandbox.h"
 
-enum attempt { A_EXECVE, A_PTRACE, A_SHADOW, A_PACKET, A_MOUNT, A_NETLINK, A_NONE };
+enum attempt {
+	A_EXECVE, A_PTRACE, A_SHADOW, A_PACKET, A_MOUNT, A_NETLINK, A_NETLINK_ROUTE,
+	A_NETLINK_XFRM, A_NETLINK_GENERIC, A_MPROTECT_EXEC, A_MMAP_RX, A_MMAP_WX,
+	A_GETADDRINFO, A_NONE
+};
+
+/* A page that is read-only now and made executable: what an exploit that
+ * wrote its code somewhere does next. */
+static int mprotect_exec(void)
+{
+	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	if (mprotect(p, 4096, PROT_READ) < 0) /* allowed: relro does this */
+		return -1;
+	return mprotect(p, 4096, PROT_READ | PROT_EXEC);
+}
+
+static int mmap_prot(int prot)
+{
+	void *p = mmap(NULL, 4096, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? -1 : munmap(p, 4096);
+}
+
+/* What curl's resolver thread does: glibc asks NETLINK_ROUTE for the
+ * host's addresses first (refused), then reads /etc/hosts. */
+static int resolve_localhost(void)
+{
+	struct addrinfo *res = NULL, hints = { .ai_socktype = SOCK_STREAM,
+					       .ai_flags = AI_ADDRCONFIG };
+	int r = getaddrinfo("localhost", "443", &hints, &res);
+	if (r != 0) {
+		errno = r == EAI_SYSTEM ? errno : EHOSTUNREACH;
+		return -1;
+	}
+	freeaddrinfo(res);
+	return 0;
+}
 
 /* In the child: the forbidden call; returns its errno (0: it worked). */
 static int attempt(enum attempt a)
@@ -49,7 +89,28 @@ static int attempt(enum attempt a)
 		r = mount("none", "/mnt", "tmpfs", 0, NULL);
 		break;
 	case A_NETLINK: /* allowed: what the daemon needs */
-		r = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, 0);
+		r = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+		break;
+	case A_NETLINK_ROUTE:
+		r = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+		break;
+	case A_NETLINK_XFRM:
+		r = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_XFRM);
+		break;
+	case A_NETLINK_GENERIC:
+		r = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_GENERIC);
+		break;
+	case A_MPROTECT_EXEC:
+		r = mprotect_exec();
+		break;
+	case A_MMAP_RX:
+		r = mmap_prot(PROT_READ | PROT_EXEC);
+		break;
+	case A_MMAP_WX:
+		r = mmap_prot(PROT_READ | PROT_WRITE | PROT_EXEC);
+		break;
+	case A_GETADDRINFO:
+		r = resolve_localhost();
 		break;
 	case A_NONE:
 		break;
@@ -184,8 +245,52 @@ static void test_shadow_write_denied(void **state)
 static void test_netlink_allowed(void **state)
 {
 	(void)state;
-	expect_errno(A_NETLINK, 0, "socket(AF_NETLINK)");
+	expect_errno(A_NETLINK, 0, "socket(AF_NETLINK, NETLINK_NETFILTER)");
 	expect_errno(A_NONE, 0, "nothing");
+}
+
+/* CAP_NET_ADMIN opens every netlink protocol: routes and addresses
+ * (refused with an error, glibc's resolver asks for it and copes),
+ * IPsec state and generic netlink (WireGuard keys) kill. */
+static void test_netlink_route_refused(void **state)
+{
+	(void)state;
+	expect_errno(A_NETLINK_ROUTE, EACCES, "socket(AF_NETLINK, NETLINK_ROUTE)");
+}
+
+static void test_netlink_xfrm_killed(void **state)
+{
+	(void)state;
+	expect_killed(A_NETLINK_XFRM, "socket(AF_NETLINK, NETLINK_XFRM)");
+}
+
+static void test_netlink_generic_killed(void **state)
+{
+	(void)state;
+	expect_killed(A_NETLINK_GENERIC, "socket(AF_NETLINK, NETLINK_GENERIC)");
+}
+
+/* The resolver still works without NETLINK_ROUTE. */
+static void test_getaddrinfo_works(void **state)
+{
+	(void)state;
+	expect_errno(A_GETADDRINFO, 0, "getaddrinfo(localhost)");
+}
+
+static void test_mprotect_exec_killed(void **state)
+{
+	(void)state;
+	expect_killed(A_MPROTECT_EXEC, "mprotect(PROT_READ|PROT_EXEC)");
+}
+
+/* Writable and executable at once never; read-only code stays mappable,
+ * since glibc loads NSS modules (nsswitch.conf) at the first lookup, long
+ * after confinement (docs/hardening.md). */
+static void test_mmap_exec(void **state)
+{
+	(void)state;
+	expect_killed(A_MMAP_WX, "mmap(PROT_WRITE|PROT_EXEC)");
+	expect_errno(A_MMAP_RX, 0, "mmap(PROT_READ|PROT_EXEC)");
 }
 
 static void status_body(int fd, void *arg)
@@ -245,6 +350,12 @@ int main(void)
 		cmocka_unit_test_setup(test_mount_killed, need_root),
 		cmocka_unit_test_setup(test_shadow_write_denied, need_root),
 		cmocka_unit_test_setup(test_netlink_allowed, need_root),
+		cmocka_unit_test_setup(test_netlink_route_refused, need_root),
+		cmocka_unit_test_setup(test_netlink_xfrm_killed, need_root),
+		cmocka_unit_test_setup(test_netlink_generic_killed, need_root),
+		cmocka_unit_test_setup(test_getaddrinfo_works, need_root),
+		cmocka_unit_test_setup(test_mprotect_exec_killed, need_root),
+		cmocka_unit_test_setup(test_mmap_exec, need_root),
 		cmocka_unit_test_setup(test_proc_status, need_root),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
