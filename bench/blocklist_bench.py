@@ -18,17 +18,23 @@ a failed baseline stops the bench with its stderr. A measure repeated R times
     of the same entries into sets with `flags interval; auto-merge;` (nft
     merges them), each into a fresh namespace -- wall time and peak RSS
     (/usr/bin/time around both);
- 2. one block with the lists loaded: the daemon holds the lists; a twin
-    namespace holds the same table (`cloudviz-agent render POLICY`, loaded
-    with `nft -f`: the same lists in blocklist_v4/_v6). Each address blocked
-    goes into dynamic_v4 on both sides, so both sets always hold the same
-    elements:
+ 2. one block with the lists loaded in the daemon. The baseline's namespace
+    holds the agent's table without the lists (`cloudviz-agent render` of
+    the policy without its list files, loaded with `nft -f`) and a table of
+    its own, `peer`, with an interval set dyn4, as fail2ban and sshguard
+    make theirs. Each address blocked goes into the agent's dynamic_v4 and
+    into dyn4, so both sets always hold the same elements (checked after):
       process:    `cloudviz-agent block ADDR -s SOCKET`
-                  vs `nft add element inet cloudviz dynamic_v4 { ADDR }`;
+                  vs `nft add element inet peer dyn4 { ADDR }`;
       in-process: the block request on the control socket vs the same nft
                   command given to a warm libnftables context (a helper
-                  process in the twin namespace);
-    the agent's own elapsed_us is shown as a breakdown without a ratio;
+                  process in the baseline's namespace);
+    the agent's own elapsed_us is shown as a breakdown without a ratio.
+    Not loading the lists in the baseline's namespace is nft's best case:
+    nft 1.0.6 reads the elements of the sets in the ruleset before it adds
+    one, which with the lists loaded takes minutes per `add element`
+    (--lists-block times one such process, in a namespace loaded with the
+    agent's whole table, lists included, from `render`);
  3. a DELTA-entry change (DELTA/2 entries removed from the list file, DELTA/2
     added): `cloudviz-agent reload -s SOCKET` (reads the changed file, sends
     the difference) vs `nft -f` of that delta (add and delete element) on
@@ -40,7 +46,7 @@ a failed baseline stops the bench with its stderr. A measure repeated R times
 
 usage: bench/blocklist_bench.py [--agent build/cloudviz-agent] [--v4 1000000]
        [--v6 100000] [--delta 10000] [--blocks 50] [--runs 3]
-       [--baseline-timeout 600] [--nft nft]
+       [--baseline-timeout 600] [--lists-block] [--nft nft]
 """
 import argparse
 import ipaddress
@@ -122,9 +128,8 @@ def block_addr(i):
     return f"100.{64 + (i >> 15) % 64}.{(i >> 7) & 255}.{2 * (i & 127) + 1}"
 
 
-# the baseline's own set, beside the agent's table in the twin namespace: a
-# table of its own, as fail2ban and sshguard make theirs (nft reads the sets
-# of the table it adds to: in the lists' table that costs it a dump of them)
+# the baseline's own set, beside the agent's table: a table of its own, as
+# fail2ban and sshguard make theirs
 PEER_TABLE = """table inet peer {
 	set dyn4 {
 		type ipv4_addr
@@ -156,8 +161,8 @@ def main():
     ap.add_argument("--blocks", type=int, default=50)
     ap.add_argument("--runs", type=int, default=3, help="cold loads and deltas per side")
     ap.add_argument("--baseline-timeout", type=int, default=600)
-    ap.add_argument("--same-table-block", action="store_true",
-                    help="also time one nft add element into the lists' table (slow)")
+    ap.add_argument("--lists-block", action="store_true",
+                    help="also time one nft add element in a namespace holding the lists (slow)")
     ap.add_argument("--nft", default="nft", help="the nft of the baselines (bench/selftest.py "
                     "passes one that fails)")
     a = ap.parse_args()
@@ -227,10 +232,10 @@ def main():
                      fmt_spread(cold["nm"], prec=1), ratio_spread(cold["am"], cold["nm"]),
                      "<= 0.100"))
 
-        # the daemon with the same policy, and its twin loaded from `render`
-        progress("daemon and twin")
+        # the daemon with the same policy; the baseline's namespace
+        progress("daemon and the baseline's namespace")
         dns = fresh_ns(f"{tag}-daemon")
-        twin = fresh_ns(f"{tag}-twin")
+        peer = fresh_ns(f"{tag}-peer")
         sock = os.path.join(tmp, "ctl.sock")
         cfg = os.path.join(tmp, "agent.json")
         with open(cfg, "w") as f:
@@ -238,13 +243,14 @@ def main():
                        "socket": sock}, f)
         agent = subprocess.Popen(in_ns(dns) + [a.agent, "run", "-c", cfg],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        rendered = os.path.join(tmp, "twin.nft")
+        pol_nolists = os.path.join(tmp, "policy-nolists.json")
+        write_policy(pol_nolists, [])
+        rendered = os.path.join(tmp, "peer.nft")
         with open(rendered, "w") as f:
-            f.write(check_run("agent render", [a.agent, "render", pol]).stdout)
+            f.write(check_run("agent render", [a.agent, "render", pol_nolists]).stdout)
             f.write(PEER_TABLE)
-        tt, _ = run_timed("baseline: load the agent's table (render) in the twin",
-                          in_ns(twin) + [a.nft, "-f", rendered], T)
-        os.unlink(rendered)
+        run_timed("baseline: load the agent's table without lists, and peer",
+                  in_ns(peer) + [a.nft, "-f", rendered], T)
         for _ in range(3000):
             if agent.poll() is not None:
                 raise BenchError(f"agent run exited {agent.returncode}")
@@ -260,11 +266,11 @@ def main():
         # 2. one block with the lists loaded, the same set size on both sides
         progress(f"{a.blocks} block pairs of each kind")
         blk = {k: [] for k in ("proc_agent", "proc_nft", "in_agent", "in_nft", "inside")}
-        server = NftServer(twin)
+        server = NftServer(peer)
         for i in range(a.blocks):
             ad = block_addr(2 * i)
             pair = (("proc_agent", "agent block", in_ns(dns) + [a.agent, "block", ad, "-s", sock]),
-                    ("proc_nft", "baseline nft add element", in_ns(twin) + [
+                    ("proc_nft", "baseline nft add element", in_ns(peer) + [
                         a.nft, "add", "element", "inet", "peer", "dyn4", "{ " + ad + " }"]))
             for key, what, cmd in alternate(i, pair):
                 blk[key].append(run_timed(what, cmd, T)[0])
@@ -280,10 +286,10 @@ def main():
         server.stop()
         server = None
         c_agent = set_count(a.nft, dns, "cloudviz", "dynamic_v4")
-        c_twin = set_count(a.nft, twin, "peer", "dyn4")
-        if c_agent != c_twin or c_agent != 2 * a.blocks:
+        c_peer = set_count(a.nft, peer, "peer", "dyn4")
+        if c_agent != c_peer or c_agent != 2 * a.blocks:
             raise BenchError(f"dynamic_v4 holds {c_agent} elements in the daemon's namespace and "
-                             f"peer dyn4 {c_twin} in the twin; expected {2 * a.blocks} in both")
+                             f"peer dyn4 {c_peer}; expected {2 * a.blocks} in both")
         ms = 1000
         rows.append(("one block, process: CLI vs nft add element, ms",
                      fmt_spread(blk["proc_agent"], ms), fmt_spread(blk["proc_nft"], ms),
@@ -293,16 +299,23 @@ def main():
                      ratio_spread(blk["in_agent"], blk["in_nft"]), ""))
         rows.append(("one block, the agent's own elapsed_us, ms", fmt_spread(blk["inside"], ms),
                      "", "", "< 5 ms"))
-        if a.same_table_block:
-            # for the record: nft adding to the agent's own dynamic_v4, in the
-            # table that holds the lists (nft reads the table's sets first)
-            progress("one nft add element into the twin's dynamic_v4")
-            st, sm = run_timed("nft add element, lists' table", in_ns(twin) + [
-                a.nft, "add", "element", "inet", "cloudviz", "dynamic_v4",
-                "{ " + block_addr(2 * a.blocks) + " }"], T, rss=True)
-            rows.append(("(one nft add element into the lists' table), ms", "",
-                         "%.0f" % (st * 1000), "", "%.0f MiB peak" % sm))
-        drop_ns(twin)
+        drop_ns(peer)
+        if a.lists_block:
+            # for the record: nft's add element where the lists are loaded
+            progress("one nft add element beside the lists")
+            twin = fresh_ns(f"{tag}-twin")
+            with open(rendered, "w") as f:
+                f.write(check_run("agent render", [a.agent, "render", pol]).stdout)
+                f.write(PEER_TABLE)
+            run_timed("baseline: load the agent's table with the lists, and peer",
+                      in_ns(twin) + [a.nft, "-f", rendered], T)
+            st, sm = run_timed("nft add element beside the lists", in_ns(twin) + [
+                a.nft, "add", "element", "inet", "peer", "dyn4", "{ " + block_addr(0) + " }"],
+                T, rss=True)
+            rows.append(("(one nft add element, the lists loaded beside), s", "",
+                         "%.1f" % st, "", "%.0f MiB peak" % sm))
+            drop_ns(twin)
+        os.unlink(rendered)
 
         # 3. DELTA-entry changes: agent reload (process) vs nft -f replacing the
         # set's contents with the new list in one transaction (the same input,
@@ -358,8 +371,7 @@ def main():
               f"{' '.join('%.2f' % x for x in os.getloadavg())}; "
               + check_run("nft --version", [a.nft, "--version"]).stdout.strip())
         print(f"lists: {len(v4)} IPv4 ({sum('/' in e for e in v4)} prefixes), {a.v6} IPv6; "
-              f"{a.runs} run(s) of 1 and 3, {a.blocks} pairs of each kind in 2; twin loaded "
-              f"in {tt:.2f} s")
+              f"{a.runs} run(s) of 1 and 3, {a.blocks} pairs of each kind in 2")
         print("figures: median [min-max]; ratio: median of the per-pair ratios [min-max]")
         print(f"{'measure':50} {'agent':>24} {'baseline':>24} {'ratio':>21}  target")
         for row in rows:

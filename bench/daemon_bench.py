@@ -4,18 +4,19 @@ latency of a block from the control socket to the kernel.
 
 Each figure is printed next to a baseline measured in the same run:
   - RSS with 2 x BLOCKS runtime entries against the same daemon with none;
-  - one block, two like-for-like pairs, interleaved, each side into the same
-    set of the same size: the agent's table as `cloudviz-agent render` prints
-    it is loaded with `nft -f` into a twin namespace, and every address the
-    agent blocks in its dynamic_v4 is added to the twin's dynamic_v4 too, so
-    both sets always hold the same elements:
+  - one block, two like-for-like pairs, interleaved, each side into a set
+    of the same size: the baseline's namespace holds the agent's table as
+    `cloudviz-agent render` prints it and a table of its own, `peer`, with
+    an interval set dyn4 (as fail2ban and sshguard make theirs); every
+    address the agent blocks in its dynamic_v4 is added to dyn4 too, so both
+    sets always hold the same elements (checked after):
       * as a process: `cloudviz-agent block ADDR -s SOCKET` against
-        `nft add element inet cloudviz dynamic_v4 { ADDR }` (how fail2ban and
-        sshguard block), both started by this process through
-        `nsenter --net=...` and timed from before the fork to after the wait;
+        `nft add element inet peer dyn4 { ADDR }` (how fail2ban and sshguard
+        block), both started by this process through `nsenter --net=...`
+        and timed from before the fork to after the wait;
       * in-process: the block request written to the control socket by this
         process against the same command given to a warm libnftables context
-        in a helper process in the twin namespace, both timed by this process
+        in a helper process in the baseline's namespace, both timed by this process
         from the request to the answer;
     (the agent's own elapsed_us is shown as a breakdown, with no ratio: no
     baseline has that clock);
@@ -95,9 +96,9 @@ class Agent:
         self.proc.wait(timeout=10)
 
 
-def load_twin(agent_bin, nft, policy, ns, tmp):
-    """The agent's table, as `render` prints it, in namespace ns."""
-    script = os.path.join(tmp, "twin.nft")
+def load_baseline_ns(agent_bin, nft, policy, ns, tmp):
+    """The agent's table, as `render` prints it, and peer in namespace ns."""
+    script = os.path.join(tmp, "baseline.nft")
     with open(script, "w") as f:
         f.write(check_run("agent render", [agent_bin, "render", policy]).stdout)
         f.write("table inet peer {\n\tset dyn4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t}\n}\n")
@@ -183,7 +184,7 @@ def main():
         sh("ip", "netns", "add", ns)
         sh("ip", "netns", "add", base_ns)
         agent = Agent(a.agent, ns, tmp)
-        load_twin(a.agent, a.nft, agent.policy, base_ns, tmp)
+        load_baseline_ns(a.agent, a.nft, agent.policy, base_ns, tmp)
         time.sleep(0.5)
         rss0 = proc_status_kib(agent.pid, "VmRSS")
         r = bench_blocks(a.agent, a.nft, agent, base_ns, a.blocks)
@@ -193,16 +194,16 @@ def main():
         n_base = set_count(a.nft, base_ns, "peer", "dyn4")
         if n_agent != n_base or n_agent != 2 * a.blocks:
             raise BenchError(f"dynamic_v4 holds {n_agent} elements in the agent's namespace and "
-                             f"{n_base} in the twin; expected {2 * a.blocks} in both")
+                             f"peer dyn4 {n_base}; expected {2 * a.blocks} in both")
         cpu_ms, counts = idle(agent, a.idle_seconds)
         uname = os.uname()
         ms = 1000
         print(f"machine: {uname.nodename} {uname.release} {os.cpu_count()} cpus, load average "
               f"{' '.join('%.2f' % x for x in os.getloadavg())}; policy: cloudviz-node.json; "
               + check_run("nft --version", [a.nft, "--version"]).stdout.strip())
-        print(f"blocks: {a.blocks} pairs of each kind, interleaved, order alternating; both sides "
-              f"into dynamic_v4 of the same table\n  (the twin loaded from `render`), which holds "
-              f"0 .. {2 * a.blocks - 1} elements on both sides; ms: median [min-max], p99")
+        print(f"blocks: {a.blocks} pairs of each kind, interleaved, order alternating; the agent "
+              f"into dynamic_v4, nft into\n  peer dyn4 beside the agent's table (from `render`); "
+              f"both sets hold 0 .. {2 * a.blocks - 1} elements alike; ms: median [min-max], p99")
         print(f"idle RSS, no runtime entries            {rss0 / 1024:8.1f} MiB  (baseline)")
         print(f"idle RSS, {2 * a.blocks} runtime entries         {rss1 / 1024:8.1f} MiB  "
               f"ratio {rss1 / rss0:.2f}")
