@@ -65,7 +65,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (BenchError, NftServer, check_run, ctl_request, ctl_timed,  # noqa: E402
-                      fmt_spread, in_ns, proc_status_kib, ratio_spread, run_timed)
+                      fmt_spread, in_ns, nft_listeners, proc_status_kib, ratio_spread,
+                      run_timed)
 
 
 def gen_v4(n, rnd):
@@ -204,6 +205,7 @@ def main():
         def progress(msg):
             print(f"[{time.monotonic() - t_start:7.1f} s] {msg}", file=sys.stderr, flush=True)
         t_start = time.monotonic()
+        listeners_before = nft_listeners()
 
         # 1. cold load, R runs each, alternating, each into a fresh namespace;
         # the last baseline namespace stays for 3.
@@ -367,11 +369,14 @@ def main():
                      "%.1f" % (proc_status_kib(agent.pid, "VmRSS") / 1024), "", "", "<= 64 MiB"))
 
         u = os.uname()
+        listeners_seen = sorted(set(listeners_before + nft_listeners(exclude=agent.pid)))
         print(f"machine: {u.release}, {os.cpu_count()} cpus, load average "
               f"{' '.join('%.2f' % x for x in os.getloadavg())}; "
               + check_run("nft --version", [a.nft, "--version"]).stdout.strip())
         print(f"lists: {len(v4)} IPv4 ({sum('/' in e for e in v4)} prefixes), {a.v6} IPv6; "
               f"{a.runs} run(s) of 1 and 3, {a.blocks} pairs of each kind in 2")
+        print("nf_tables event listeners on the host (each makes every commit build an event "
+              "per element):\n  " + (", ".join(listeners_seen) or "none"))
         print("figures: median [min-max]; ratio: median of the per-pair ratios [min-max]")
         print(f"{'measure':50} {'agent':>24} {'baseline':>24} {'ratio':>21}  target")
         for row in rows:

@@ -43,7 +43,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (BenchError, NftServer, check_run, ctl_request, ctl_timed,  # noqa: E402
-                      fmt_spread, in_ns, proc_status_kib, ratio_spread, run_timed)
+                      fmt_spread, in_ns, nft_listeners, proc_status_kib, ratio_spread,
+                      run_timed)
 
 
 def sh(*args, **kw):
@@ -183,6 +184,7 @@ def main():
     try:
         sh("ip", "netns", "add", ns)
         sh("ip", "netns", "add", base_ns)
+        listeners_before = nft_listeners()
         agent = Agent(a.agent, ns, tmp)
         load_baseline_ns(a.agent, a.nft, agent.policy, base_ns, tmp)
         time.sleep(0.5)
@@ -197,6 +199,7 @@ def main():
                              f"peer dyn4 {n_base}; expected {2 * a.blocks} in both")
         cpu_ms, counts = idle(agent, a.idle_seconds)
         uname = os.uname()
+        listeners_seen = sorted(set(listeners_before + nft_listeners(exclude=agent.pid)))
         ms = 1000
         print(f"machine: {uname.nodename} {uname.release} {os.cpu_count()} cpus, load average "
               f"{' '.join('%.2f' % x for x in os.getloadavg())}; policy: cloudviz-node.json; "
@@ -204,6 +207,8 @@ def main():
         print(f"blocks: {a.blocks} pairs of each kind, interleaved, order alternating; the agent "
               f"into dynamic_v4, nft into\n  peer dyn4 beside the agent's table (from `render`); "
               f"both sets hold 0 .. {2 * a.blocks - 1} elements alike; ms: median [min-max], p99")
+        print("nf_tables event listeners on the host (each makes every commit build an event "
+              "per element):\n  " + (", ".join(listeners_seen) or "none"))
         print(f"idle RSS, no runtime entries            {rss0 / 1024:8.1f} MiB  (baseline)")
         print(f"idle RSS, {2 * a.blocks} runtime entries         {rss1 / 1024:8.1f} MiB  "
               f"ratio {rss1 / rss0:.2f}")
