@@ -32,9 +32,7 @@ a failed baseline stops the bench with its stderr. A measure repeated R times
     the agent's own elapsed_us is shown as a breakdown without a ratio.
     Not loading the lists in the baseline's namespace is nft's best case:
     nft 1.0.6 reads the elements of the sets in the ruleset before it adds
-    one, which with the lists loaded takes minutes per `add element`
-    (--lists-block times one such process, in a namespace loaded with the
-    agent's whole table, lists included, from `render`);
+    one, which with the lists loaded took minutes per `add element`;
  3. a DELTA-entry change (DELTA/2 entries removed from the list file, DELTA/2
     added): `cloudviz-agent reload -s SOCKET` (reads the changed file, sends
     the difference) vs `nft -f` of that delta (add and delete element) on
@@ -46,7 +44,7 @@ a failed baseline stops the bench with its stderr. A measure repeated R times
 
 usage: bench/blocklist_bench.py [--agent build/cloudviz-agent] [--v4 1000000]
        [--v6 100000] [--delta 10000] [--blocks 50] [--runs 3]
-       [--baseline-timeout 600] [--lists-block] [--nft nft]
+       [--baseline-timeout 600] [--nft nft]
 """
 import argparse
 import ipaddress
@@ -140,6 +138,35 @@ PEER_TABLE = """table inet peer {
 """
 
 
+# Kernel memory. While any process on the host listens to nf_tables events
+# (an agent, `nft monitor`), the kernel builds an event per set element of a
+# transaction and holds them until the commit ends: about 10 KiB of
+# unreclaimable slab per list entry here (a 100,000-entry nft -f peaked at
+# 1 GiB). A 1.1M-entry load then needs about 11 GiB for a moment, and a set
+# replaced whole (flush + add) twice that; on a shared 24 GiB machine such a
+# commit beside another ran the kernel out of memory and the OOM killer
+# ended other users' processes. So a transaction that would need more than
+# KMEM_SHARE of MemAvailable while listeners exist is not run.
+KMEM_PER_ENTRY_KIB = 10
+KMEM_SHARE = 0.6
+
+
+def kmem_refusal(entries, factor=1):
+    """None when a transaction of `entries` list entries (x factor) is safe
+    to run now, else why not."""
+    listeners = nft_listeners()
+    if not listeners:
+        return None
+    need = entries * factor * KMEM_PER_ENTRY_KIB
+    with open("/proc/meminfo") as f:
+        avail = next(int(l.split()[1]) for l in f if l.startswith("MemAvailable:"))
+    if need <= KMEM_SHARE * avail:
+        return None
+    return (f"not run: with nf_tables event listeners on the host ({', '.join(listeners)}) it "
+            f"would hold about {need / 1048576:.1f} GiB of kernel memory at once, "
+            f"MemAvailable is {avail / 1048576:.1f} GiB")
+
+
 def set_count(nft, ns, table, name):
     p = check_run(f"count {table} {name}", in_ns(ns) + [nft, "-j", "list", "set", "inet", table,
                                                         name])
@@ -162,8 +189,6 @@ def main():
     ap.add_argument("--blocks", type=int, default=50)
     ap.add_argument("--runs", type=int, default=3, help="cold loads and deltas per side")
     ap.add_argument("--baseline-timeout", type=int, default=600)
-    ap.add_argument("--lists-block", action="store_true",
-                    help="also time one nft add element in a namespace holding the lists (slow)")
     ap.add_argument("--nft", default="nft", help="the nft of the baselines (bench/selftest.py "
                     "passes one that fails)")
     a = ap.parse_args()
@@ -178,7 +203,9 @@ def main():
     made = []
     agent, server = None, None
     T = a.baseline_timeout
-    rows = []
+
+    def emit(row):
+        print(f"{row[0]:50} {row[1]:>24} {row[2]:>24} {row[3]:>21}  {row[4]}", flush=True)
 
     def fresh_ns(name):
         ns_add(name)
@@ -202,6 +229,15 @@ def main():
             f.write(nft_script(v4, v6))
         del v6
 
+        u = os.uname()
+        print(f"machine: {u.release}, {os.cpu_count()} cpus, load average "
+              f"{' '.join('%.2f' % x for x in os.getloadavg())}; "
+              + check_run("nft --version", [a.nft, "--version"]).stdout.strip())
+        print(f"lists: {len(v4)} IPv4 ({sum('/' in e for e in v4)} prefixes), {a.v6} IPv6; "
+              f"{a.runs} run(s) of 1 and 3, {a.blocks} pairs of each kind in 2")
+        print("figures: median [min-max]; ratio: median of the per-pair ratios [min-max]")
+        print(f"{'measure':50} {'agent':>24} {'baseline':>24} {'ratio':>21}  target", flush=True)
+
         def progress(msg):
             print(f"[{time.monotonic() - t_start:7.1f} s] {msg}", file=sys.stderr, flush=True)
         t_start = time.monotonic()
@@ -213,6 +249,9 @@ def main():
         base_ns = None
         for k in range(a.runs):
             for side in alternate(k, ("agent", "nft")):
+                why = kmem_refusal(a.v4 + a.v6)
+                if why:
+                    raise BenchError(f"cold load: {why}")
                 progress(f"cold load {k + 1}/{a.runs}: {side}")
                 ns = fresh_ns(f"{tag}-{side}{k}")
                 if side == "agent":
@@ -228,9 +267,9 @@ def main():
                         drop_ns(base_ns)
                     base_ns = ns
         n = f"cold load {a.v4 // 1000}k+{a.v6 // 1000}k"
-        rows.append((f"{n}: wall time, s", fmt_spread(cold["at"]), fmt_spread(cold["nt"]),
+        emit((f"{n}: wall time, s", fmt_spread(cold["at"]), fmt_spread(cold["nt"]),
                      ratio_spread(cold["at"], cold["nt"]), "<= 0.333"))
-        rows.append((f"{n}: peak RSS, MiB", fmt_spread(cold["am"], prec=1),
+        emit((f"{n}: peak RSS, MiB", fmt_spread(cold["am"], prec=1),
                      fmt_spread(cold["nm"], prec=1), ratio_spread(cold["am"], cold["nm"]),
                      "<= 0.100"))
 
@@ -243,6 +282,9 @@ def main():
         with open(cfg, "w") as f:
             json.dump({"node_id": "bench", "policy": pol, "state_dir": os.path.join(tmp, "state"),
                        "socket": sock}, f)
+        why = kmem_refusal(a.v4 + a.v6)
+        if why:
+            raise BenchError(f"daemon start: {why}")
         agent = subprocess.Popen(in_ns(dns) + [a.agent, "run", "-c", cfg],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         pol_nolists = os.path.join(tmp, "policy-nolists.json")
@@ -293,30 +335,15 @@ def main():
             raise BenchError(f"dynamic_v4 holds {c_agent} elements in the daemon's namespace and "
                              f"peer dyn4 {c_peer}; expected {2 * a.blocks} in both")
         ms = 1000
-        rows.append(("one block, process: CLI vs nft add element, ms",
+        emit(("one block, process: CLI vs nft add element, ms",
                      fmt_spread(blk["proc_agent"], ms), fmt_spread(blk["proc_nft"], ms),
                      ratio_spread(blk["proc_agent"], blk["proc_nft"]), "< 50 ms"))
-        rows.append(("one block, in-process: socket vs libnftables, ms",
+        emit(("one block, in-process: socket vs libnftables, ms",
                      fmt_spread(blk["in_agent"], ms), fmt_spread(blk["in_nft"], ms),
                      ratio_spread(blk["in_agent"], blk["in_nft"]), ""))
-        rows.append(("one block, the agent's own elapsed_us, ms", fmt_spread(blk["inside"], ms),
+        emit(("one block, the agent's own elapsed_us, ms", fmt_spread(blk["inside"], ms),
                      "", "", "< 5 ms"))
         drop_ns(peer)
-        if a.lists_block:
-            # for the record: nft's add element where the lists are loaded
-            progress("one nft add element beside the lists")
-            twin = fresh_ns(f"{tag}-twin")
-            with open(rendered, "w") as f:
-                f.write(check_run("agent render", [a.agent, "render", pol]).stdout)
-                f.write(PEER_TABLE)
-            run_timed("baseline: load the agent's table with the lists, and peer",
-                      in_ns(twin) + [a.nft, "-f", rendered], T)
-            st, sm = run_timed("nft add element beside the lists", in_ns(twin) + [
-                a.nft, "add", "element", "inet", "peer", "dyn4", "{ " + block_addr(0) + " }"],
-                T, rss=True)
-            rows.append(("(one nft add element, the lists loaded beside), s", "",
-                         "%.1f" % st, "", "%.0f MiB peak" % sm))
-            drop_ns(twin)
         os.unlink(rendered)
 
         # 3. DELTA-entry changes: agent reload (process) vs nft -f replacing the
@@ -327,6 +354,7 @@ def main():
         half = a.delta // 2
         cur = list(v4)
         dl = {"at": [], "nt": [], "sent": []}
+        skipped = None
         for k in range(a.runs):
             gone = cur[:half]
             new = [f"100.{128 + k}.{(i >> 8) & 255}.{i & 255}" for i in range(half)]
@@ -345,12 +373,22 @@ def main():
                     dl["at"].append(run_timed("agent reload", in_ns(dns) + [
                         a.agent, "reload", "-s", sock], T)[0])
                 else:
+                    why = kmem_refusal(a.v4 + a.v6, factor=2)
+                    if why:
+                        progress(f"baseline nft -f flush + new list: {why}")
+                        skipped = why
+                        continue
                     dl["nt"].append(run_timed("baseline nft -f flush + new list", in_ns(base_ns) + [
                         a.nft, "-f", replace], T)[0])
             dl["sent"].append(ctl_request(sock, {"cmd": "status"}, timeout=600)["elements_sent"] - s0)
-        rows.append((f"{a.delta}-entry change: reload vs nft -f replace, s", fmt_spread(dl["at"]),
-                     fmt_spread(dl["nt"]), ratio_spread(dl["at"], dl["nt"]), ""))
-        rows.append((f"{a.delta}-entry change: ranges sent", " ".join(map(str, dl["sent"])),
+        if len(dl["nt"]) == len(dl["at"]):
+            emit((f"{a.delta}-entry change: reload vs nft -f replace, s", fmt_spread(dl["at"]),
+                  fmt_spread(dl["nt"]), ratio_spread(dl["at"], dl["nt"]), ""))
+        else:
+            emit((f"{a.delta}-entry change: reload, s", fmt_spread(dl["at"]), "(see below)", "",
+                  ""))
+            print(f"  baseline nft -f flush + new list {skipped}", flush=True)
+        emit((f"{a.delta}-entry change: ranges sent", " ".join(map(str, dl["sent"])),
                      "", "", ""))
 
         # 4. reload with unchanged lists
@@ -359,28 +397,19 @@ def main():
             s0 = ctl_request(sock, {"cmd": "status"}, timeout=600)["elements_sent"]
             ru.append(run_timed("agent reload", in_ns(dns) + [a.agent, "reload", "-s", sock], T)[0])
             sent.append(ctl_request(sock, {"cmd": "status"}, timeout=600)["elements_sent"] - s0)
-        rows.append(("reload, lists unchanged: wall time, s", fmt_spread(ru), "", "", "< 1 s"))
-        rows.append(("reload, lists unchanged: elements sent", " ".join(map(str, sent)), "", "",
+        emit(("reload, lists unchanged: wall time, s", fmt_spread(ru), "", "", "< 1 s"))
+        emit(("reload, lists unchanged: elements sent", " ".join(map(str, sent)), "", "",
                      "0"))
 
         # 5. steady RSS
         time.sleep(1)
-        rows.append(("daemon steady RSS with the lists, MiB",
+        emit(("daemon steady RSS with the lists, MiB",
                      "%.1f" % (proc_status_kib(agent.pid, "VmRSS") / 1024), "", "", "<= 64 MiB"))
 
-        u = os.uname()
         listeners_seen = sorted(set(listeners_before + nft_listeners(exclude=agent.pid)))
-        print(f"machine: {u.release}, {os.cpu_count()} cpus, load average "
-              f"{' '.join('%.2f' % x for x in os.getloadavg())}; "
-              + check_run("nft --version", [a.nft, "--version"]).stdout.strip())
-        print(f"lists: {len(v4)} IPv4 ({sum('/' in e for e in v4)} prefixes), {a.v6} IPv6; "
-              f"{a.runs} run(s) of 1 and 3, {a.blocks} pairs of each kind in 2")
-        print("nf_tables event listeners on the host (each makes every commit build an event "
-              "per element):\n  " + (", ".join(listeners_seen) or "none"))
-        print("figures: median [min-max]; ratio: median of the per-pair ratios [min-max]")
-        print(f"{'measure':50} {'agent':>24} {'baseline':>24} {'ratio':>21}  target")
-        for row in rows:
-            print(f"{row[0]:50} {row[1]:>24} {row[2]:>24} {row[3]:>21}  {row[4]}")
+        print("nf_tables event listeners on the host during the run (each makes every commit "
+              "build an event\n  per element): " + (", ".join(listeners_seen) or "none"))
+        print(f"load average at the end: {' '.join('%.2f' % x for x in os.getloadavg())}")
     except BenchError as e:
         print(f"bench: {e}", file=sys.stderr)
         return 1
