@@ -5,8 +5,9 @@ two minutes; as root).
 Each bench is run with a wrapper named nft first in its PATH, which runs
 the real nft except for the calls whose arguments contain a chosen pattern:
 those it fails with a message on stderr. A bench passes a case when it stops with
-exit status 1, prints that message, prints no table of results, and leaves
-no namespace of its own behind. The same bench run through the wrapper
+exit status 1, prints that message, prints no result line for the failed
+measure and does not get to the end of its results, and leaves no
+namespace of its own behind. The same bench run through the wrapper
 without an injected failure must print its table and exit 0 (so the wrapper
 itself is no cause of failure). The warm libnftables baseline and the
 process runner are checked directly: a failed command and a timeout must
@@ -45,16 +46,21 @@ SMALL = {
     "control_bench.py": ["--instructions", "2", "--snapshot", "500", "--idle-seconds", "1",
                          "--repeat", "1"],
 }
-# (bench, pattern of the baseline call to fail, what it is)
+# the last thing each bench prints when it completes
+END = {"blocklist_bench.py": "load average at the end", "daemon_bench.py": "ratio, process",
+       "control_bench.py": "runtime "}
+# (bench, pattern of the baseline call to fail, what it is, the start of a
+# result line that must not be printed then)
 CASES = [
-    ("blocklist_bench.py", None, "no failure injected"),
-    ("blocklist_bench.py", "base.nft", "cold load nft -f"),
-    ("blocklist_bench.py", "add element inet peer", "one block: nft add element"),
-    ("blocklist_bench.py", "replace.nft", "list change: nft -f"),
-    ("daemon_bench.py", None, "no failure injected"),
-    ("daemon_bench.py", "add element inet peer", "one block: nft add element"),
-    ("control_bench.py", None, "no failure injected"),
-    ("control_bench.py", "baseline.nft", "snapshot: nft -f"),
+    ("blocklist_bench.py", None, "no failure injected", None),
+    ("blocklist_bench.py", "base.nft", "cold load nft -f", "cold load"),
+    ("blocklist_bench.py", "add element inet peer", "one block: nft add element", "one block"),
+    ("blocklist_bench.py", "replace.nft", "list change: nft -f", "200-entry change: reload"),
+    ("daemon_bench.py", None, "no failure injected", None),
+    ("daemon_bench.py", "add element inet peer", "one block: nft add element",
+     "process: cloudviz-agent block"),
+    ("control_bench.py", None, "no failure injected", None),
+    ("control_bench.py", "baseline.nft", "snapshot: nft -f", "snapshot 0k"),
 ]
 
 
@@ -64,7 +70,7 @@ def leftover_namespaces(pid):
             if line and re.match(r"^cvz[bt]-?%d-" % pid, line.split()[0])]
 
 
-def run_case(bench_dir, agent, fake, tmp, bench, pattern):
+def run_case(bench_dir, agent, fake, tmp, bench, pattern, row):
     env = dict(os.environ, CVZ_SELFTEST_FAIL=pattern or "",
                PATH=os.path.dirname(fake) + ":" + os.environ.get("PATH", "/usr/sbin:/usr/bin"))
     args = [sys.executable, os.path.join(bench_dir, bench), "--agent", agent] + SMALL[bench]
@@ -79,18 +85,20 @@ def run_case(bench_dir, agent, fake, tmp, bench, pattern):
         out, err = p.communicate()
         return ["did not end within 600 s"]
     problems = []
-    table = "ratio" in out
+    complete = END[bench] in out
     if pattern is None:
-        if p.returncode != 0 or not table:
-            problems.append("exit %d, table %s" % (p.returncode, "printed" if table else
-                                                   "missing"))
+        if p.returncode != 0 or not complete:
+            problems.append("exit %d, results %s" % (p.returncode, "complete" if complete else
+                                                     "incomplete"))
     else:
         if p.returncode != 1:
             problems.append("exit %d, expected 1" % p.returncode)
         if "selftest: injected nft failure" not in err:
             problems.append("the baseline's stderr is not shown")
-        if table:
-            problems.append("a table of results was printed")
+        if complete:
+            problems.append("the results were printed to the end")
+        if any(line.startswith(row) for line in out.splitlines()):
+            problems.append("a result line %r was printed" % row)
     left = leftover_namespaces(p.pid)
     if left:
         problems.append("namespaces left behind: %s" % ", ".join(left))
@@ -151,10 +159,10 @@ def main():
             f.write(FAKE_NFT.replace("@NFT@", real))
         os.chmod(fake, 0o755)
         results = [("benchlib: run_timed, NftServer", direct_checks())]
-        for bench, pattern, what in CASES:
+        for bench, pattern, what, row in CASES:
             results.append(("%s: %s" % (bench, what),
                             run_case(a.bench_dir, os.path.abspath(a.agent), fake, tmp, bench,
-                                     pattern)))
+                                     pattern, row)))
             name, problems = results[-1]
             print("%s %s" % ("ok  " if not problems else "FAIL", name), flush=True)
             for line in problems:
