@@ -32,12 +32,17 @@ a failed baseline stops the bench with its stderr. A measure repeated R times
     the agent's own elapsed_us is shown as a breakdown without a ratio.
     Not loading the lists in the baseline's namespace is nft's best case:
     nft 1.0.6 reads the elements of the sets in the ruleset before it adds
-    one, which with the lists loaded took minutes per `add element`;
+    one: with the 1M+100k lists loaded, one warm `add element` had not
+    finished after 6 minutes;
  3. a DELTA-entry change (DELTA/2 entries removed from the list file, DELTA/2
     added): `cloudviz-agent reload -s SOCKET` (reads the changed file, sends
-    the difference) vs `nft -f` of that delta (add and delete element) on
-    the loaded auto-merge set of 1 (the last baseline namespace), which
-    holds the same list; R changes, alternating;
+    the difference) vs `nft -f` replacing the contents of the loaded
+    auto-merge set of 1 (the last baseline namespace, which holds the same
+    list) with the new list: flush and add in one transaction, the same
+    input and the same outcome; R changes, alternating. (A delta of raw
+    entries is no baseline: nft refuses to delete an entry that auto-merge
+    folded into a range, and the transaction is lost.) The replacement is
+    not run when it would hold too much kernel memory (KMEM_SHARE below);
  4. reload with unchanged lists (`cloudviz-agent reload` as a process): time
     and elements sent;
  5. daemon steady RSS with the lists.
@@ -53,7 +58,6 @@ import os
 import random
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -356,7 +360,6 @@ def main():
         dl = {"at": [], "nt": [], "sent": []}
         skipped = None
         for k in range(a.runs):
-            gone = cur[:half]
             new = [f"100.{128 + k}.{(i >> 8) & 255}.{i & 255}" for i in range(half)]
             cur = cur[half:] + new
             with open(l4 + ".new", "w") as f:
