@@ -6,18 +6,25 @@ the same invocation, in throwaway network namespaces (tests/integration).
     (controlplane.py, mutual TLS, long poll wait=60) until its address is in
     the kernel set dynamic_v4, one instruction at a time (each published
     while the agent's poll is parked, each waited for), p50/p99/max.
-    Baselines, interleaved with it, the same number of single-address local
-    blocks until the address is in the kernel: `cloudviz-agent block ADDR -s
-    SOCKET` from spawning the CLI, and the same request written to the
-    control socket by this process (no process start-up).
+    Baseline, interleaved with it: the same number of single-address local
+    blocks written to the control socket by this process, until the address
+    is in the kernel (like the control path: no process starts on either
+    side). `cloudviz-agent block ADDR -s SOCKET` runs (a process started per
+    block) are timed too and shown without a ratio: process start-up would
+    be charged to one side only.
  2. A full snapshot of N targets (default 100 000: 75 000 IPv4 and 25 000 IPv6
     single addresses, controlplane.bulk_targets), made due while the agent's
     poll is parked (N published and the cursors forgotten in one step):
     from then until every target is in the kernel, and until the agent's
     report arrives (the fixture's own time to build the reply is included
     and shown apart); the agent's peak RSS (VmHWM, reset before) against its
-    idle RSS. Baseline: `nft -f` of a script adding the same addresses to two
-    interval sets of a fresh table in another namespace.
+    idle RSS. Baselines, taking turns with the agent's runs, each in a fresh
+    namespace: a script adding the same addresses to a table with the
+    agent's two interval sets, given (a) to a warm libnftables context, a
+    helper process started beforehand like the agent (the ratios), and (b)
+    to an `nft -f` process started through nsenter (times without a ratio;
+    its peak RSS by /usr/bin/time). Both sides' arrival in the kernel is
+    stamped by the same prober (below); a failed baseline stops the bench.
  3. Idle CPU while long-polling (wait=60) for IDLE seconds: utime+stime and
     scheduler run time (/proc/PID/task/*/schedstat), wake-ups (voluntary
     context switches) and GETs. Baseline: the same agent and policy without
@@ -43,7 +50,7 @@ How "in the kernel" is observed, and what that costs:
 
 usage: bench/control_bench.py [--quick] [--agent build/cloudviz-agent]
        [--instructions 200] [--snapshot 100000] [--idle-seconds 30]
-       [--json build/bench/control_bench.json]
+       [--repeat 3] [--nft nft] [--json build/bench/control_bench.json]
 --quick: 20 instructions, a 10 000-target snapshot, 10 s idle.
 Runs as root; never touches the host ruleset.
 """
@@ -65,7 +72,8 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import ctl_request, proc_status_kib  # noqa: E402
+from benchlib import (BenchError, NftServer, check_run, ctl_request, in_ns,  # noqa: E402
+                      nft_listeners, proc_status_kib, run_timed)
 import harness  # noqa: E402
 import netns  # noqa: E402
 import pki  # noqa: E402
@@ -74,6 +82,7 @@ import controlplane  # noqa: E402
 WAIT = 60                     # control_api.wait of the agents, seconds
 CROWDSEC_POLL_S = 10          # the CrowdSec firewall bouncer's documented default update_frequency
 CROWDSEC_100K = "213-225 s and 131 MB"  # issue 5, measured earlier on this machine
+NFT = "nft"                   # the nft of the baselines (--nft)
 
 # -- nf_tables over netlink (the watcher and the prober processes) ---------------
 
@@ -365,43 +374,6 @@ class RssSampler:
         return self.samples
 
 
-def nft_listeners(exclude=None):
-    """Processes anywhere on the host subscribed to nf_tables events
-    (NFNLGRP_NFTABLES), as "comm[pid]". The kernel checks for listeners
-    host-wide, not per namespace: while there is one, every transaction
-    builds an event per set element, which makes a 100 000-element commit
-    markedly slower. The agent leaves the group during its own large commits."""
-    inodes, seen = set(), set()
-    group = 1 << (NFNLGRP_NFTABLES - 1)
-    pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    for pid in pids:
-        try:
-            ns = os.stat("/proc/%s/ns/net" % pid).st_ino
-            if ns in seen:
-                continue
-            seen.add(ns)
-            with open("/proc/%s/net/netlink" % pid) as f:
-                next(f)
-                for line in f:
-                    p = line.split()  # sk Eth Pid Groups ... Inode
-                    if p[1] == str(NETLINK_NETFILTER) and int(p[3], 16) & group:
-                        inodes.add("socket:[%s]" % p[-1])
-        except (OSError, StopIteration, IndexError, ValueError):
-            continue
-    owners = set()
-    for pid in pids if inodes else ():
-        if pid == str(exclude):
-            continue
-        try:
-            for fd in os.listdir("/proc/%s/fd" % pid):
-                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) in inodes:
-                    with open("/proc/%s/comm" % pid) as f:
-                        owners.add("%s[%s]" % (f.read().strip(), pid))
-        except OSError:
-            continue
-    return sorted(owners)
-
-
 def bench_policy(tmp):
     pol = harness.load_policy("cloudviz-node.json")
     pol["log_dropped"] = False  # stray packets in the namespaces must not cost anything
@@ -544,6 +516,11 @@ def median(vals):
     return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
 
 
+def spread3(vals):
+    """{"median", "min", "max"} of vals."""
+    return {"median": median(vals), "min": min(vals), "max": max(vals)}
+
+
 def median_run(runs):
     """One dict: the median of each number over runs, the union of lists,
     and the runs themselves under "runs"."""
@@ -638,44 +615,62 @@ def bench_snapshot(cleanups, cp, agent, ns, n):
 
 
 def nft_baseline_script(tmp, n):
-    """An nft script adding the snapshot's targets to two fresh interval sets."""
+    """An nft script adding the snapshot's targets to a fresh table of the
+    agent's name with its two dynamic sets (the same flags), so that the
+    same prober observes both sides."""
     targets = controlplane.bulk_targets(n)
     script = os.path.join(tmp, "baseline.nft")
     with open(script, "w") as f:
-        f.write("add table inet base\n"
-                "add set inet base v4 { type ipv4_addr; flags interval; }\n"
-                "add set inet base v6 { type ipv6_addr; flags interval; }\n")
-        f.write("add element inet base v4 { " + ", ".join(t for t in targets if ":" not in t)
-                + " }\n")
-        f.write("add element inet base v6 { " + ", ".join(t for t in targets if ":" in t)
-                + " }\n")
-    return script
+        f.write("add table inet %s\n"
+                "add set inet %s %s { type ipv4_addr; flags interval; }\n"
+                "add set inet %s %s { type ipv6_addr; flags interval; }\n"
+                % (TABLE, TABLE, SETS[0], TABLE, SETS[1]))
+        f.write("add element inet %s %s { " % (TABLE, SETS[0])
+                + ", ".join(t for t in targets if ":" not in t) + " }\n")
+        f.write("add element inet %s %s { " % (TABLE, SETS[1])
+                + ", ".join(t for t in targets if ":" in t) + " }\n")
+    return script, [t for t in targets if ":" not in t][-1:] + [t for t in targets if ":" in t][-1:]
 
 
-def nft_run(cleanups, script, role):
-    """`nft -f script` in a new namespace: wall time, nft's peak RSS, the
-    elements it made, and the event listeners on the host around it."""
+def nft_run(cleanups, script, last, role, warm):
+    """The baseline of a snapshot in a new namespace: the script given to a
+    warm libnftables context (warm: a helper process started beforehand,
+    like the agent) or to an `nft -f` process (started through nsenter,
+    peak RSS by /usr/bin/time). The same prober as the agent's stamps when
+    the last targets are in the kernel. Wall time to the answer (warm) or
+    to the exit, the time to the kernel, the event listeners on the host
+    around it and the elements made. A failure stops the bench."""
     t = harness.namespaces(cleanups, role)
     ns = t.ns[role]
+    server = None
     try:
+        if warm:
+            server = NftServer(ns)
         before = nft_listeners()
-        # nsenter --net execs nft itself: wait4() gives nft's own rusage
+        probe = Probe(cleanups, ns, last)
+        peak = None
         t0 = time.monotonic()
-        p = subprocess.Popen(["nsenter", "--net=/run/netns/" + ns, "nft", "-f", script],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, ru = os.wait4(p.pid, 0)
-        dt = time.monotonic() - t0
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise RuntimeError("baseline nft -f failed: %s" % p.stderr.read().decode()[-2000:])
-        return {"seconds": dt, "peak_rss_kib": ru.ru_maxrss,
+        if warm:
+            server.timed_file(script)
+        else:
+            _, peak = run_timed("baseline nft -f", in_ns(ns) + [NFT, "-f", script], 120, rss=True)
+        t_done = time.monotonic()
+        t_kernel, _ = probe.result(timeout=30)
+        if t_kernel is None:
+            raise BenchError("baseline %s: the prober did not see %s" % (role, last))
+        return {"seconds": t_done - t0, "to_kernel_s": t_kernel - t0,
+                "peak_rss_kib": None if peak is None else peak * 1024,
                 "nft_listeners": sorted(set(before + nft_listeners())),
-                "elements": sum(nft_count_table(ns, s) for s in ("v4", "v6"))}
+                "elements": sum(nft_count_table(ns, s) for s in SETS)}
     finally:
+        if server:
+            server.stop()
         t.destroy()
 
 
 def nft_count_table(ns, set_name):
-    p = harness.nft_fast(ns, "-j", "list", "set", "inet", "base", set_name, check=True)
+    p = check_run("count %s" % set_name, in_ns(ns) + [NFT, "-j", "list", "set", "inet", TABLE,
+                                                      set_name])
     for obj in json.loads(p.stdout).get("nftables", []):
         if "set" in obj:
             return len(obj["set"].get("elem", []))
@@ -747,9 +742,14 @@ def report(res):
           "block\n  requests written to the control socket by this process (socket)"
           % (c["n"], WAIT))
     print("snapshot: %d targets (%d IPv4 + %d IPv6 single addresses, 1000 per instruction),\n"
-          "  reply %.2f MB; median of %d run(s), each with a fresh agent, alternating with\n"
-          "  `nft -f` runs (ratios: median of the per-pair ratios); one pair more while a\n"
-          "  process of ours listens to nf_tables events in another namespace"
+          "  reply %.2f MB; median [min-max] of %d run(s), each with a fresh agent, taking turns\n"
+          "  with the baselines, each in a fresh namespace: the same addresses as an nft script\n"
+          "  into a table with the agent's two sets, given to a warm libnftables context (a\n"
+          "  helper process started beforehand, like the agent: the ratios) and to an `nft -f`\n"
+          "  process (started through nsenter; its peak RSS by /usr/bin/time); both sides'\n"
+          "  arrival in the kernel stamped by the same prober; ratios: median of the per-run\n"
+          "  ratios [min-max]; one agent and one warm run more while a process of ours\n"
+          "  listens to nf_tables events in another namespace"
           % (snap["targets"], snap["v4"], snap["v6"], snap["reply_bytes"] / 1e6,
              len(snap["runs"])))
     print("idle: %.0f s, both agents measured over the same seconds" % idle["seconds"])
@@ -762,11 +762,14 @@ def report(res):
     print("local (medians, ms): CLI spawn -> kernel %.2f, -> CLI exit %s; "
           "socket request -> kernel %.2f, -> reply %s"
           % (cli["p50_ms"], ms2(pp["cli_exit"]), sock["p50_ms"], ms2(pp["sock_reply"])))
-    for i, (a, b) in enumerate(zip(snap["runs"], nb["runs"])):
-        print("snapshot run %d: -> kernel %.3f s, -> report %.3f s; nft -f %.3f s; other "
-              "event listeners: %s" % (i + 1, a["to_kernel_s"], a["to_report_s"], b["seconds"],
-                                       ", ".join(sorted(set(a["nft_listeners"]
-                                                            + b["nft_listeners"]))) or "none"))
+    nw = res["nft_warm"]
+    for i, (a, w, b) in enumerate(zip(snap["runs"], nw["runs"], nb["runs"])):
+        print("snapshot run %d: -> kernel %.3f s, -> report %.3f s; libnftables -> kernel %.3f s,"
+              " -> answer %.3f s; nft -f -> kernel %.3f s, -> exit %.3f s; other event "
+              "listeners: %s" % (i + 1, a["to_kernel_s"], a["to_report_s"], w["to_kernel_s"],
+                                 w["seconds"], b["to_kernel_s"], b["seconds"],
+                                 ", ".join(sorted(set(a["nft_listeners"] + w["nft_listeners"]
+                                                      + b["nft_listeners"]))) or "none"))
     print("snapshot (ms): fixture builds it and starts sending %s; -> all in the kernel %s;\n"
           "  kernel -> control_applied logged %s; kernel -> report arrives %s;\n"
           "  agent CPU meanwhile: user %.2f s, system %.2f s (the kernel transaction runs "
@@ -780,36 +783,49 @@ def report(res):
 
     wl, wn = res["snapshot_with_listener"], res["nft_with_listener"]
     print("with an event listener on the host: agent -> kernel %.3f s (x%s the median "
-          "without),\n  -> report %.3f s (x%s); nft -f %.3f s (x%s)"
+          "without),\n  -> report %.3f s (x%s); libnftables -> kernel %.3f s (x%s)"
           % (wl["to_kernel_s"], fr(ratio(wl["to_kernel_s"], snap["to_kernel_s"])),
              wl["to_report_s"], fr(ratio(wl["to_report_s"], snap["to_report_s"])),
-             wn["seconds"], fr(ratio(wn["seconds"], nb["seconds"]))))
+             wn["to_kernel_s"], fr(ratio(wn["to_kernel_s"], nw["to_kernel_s"]))))
 
     rows = []
-    for base, label in ((cli, "CLI"), (sock, "socket")):
-        for k, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("max_ms", "max")):
-            target = "< 1000 ms: %s" % verdict(c[k] < 1000) if k == "p99_ms" else ""
-            rows.append(("propagation %s vs local %s block" % (name, label), "%.2f ms" % c[k],
-                         "%.2f ms" % base[k], fr(ratio(c[k], base[k])), target))
+    for k, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("max_ms", "max")):
+        target = "< 1000 ms: %s" % verdict(c[k] < 1000) if k == "p99_ms" else ""
+        rows.append(("propagation %s vs local socket block" % name, "%.2f ms" % c[k],
+                     "%.2f ms" % sock[k], fr(ratio(c[k], sock[k])), target))
+    for k, name in (("p50_ms", "p50"), ("p99_ms", "p99")):
+        rows.append(("  (local CLI block %s: process start-up, no ratio)" % name, "",
+                     "%.2f ms" % cli[k], "", ""))
     k = snap["targets"] // 1000
     sr = res["snapshot_ratio"]
-    for key, what in (("to_kernel_s", "start -> all in kernel"),
-                      ("to_report_s", "start -> report received")):
-        rows.append(("snapshot %dk: %s" % (k, what), "%.3f s" % snap[key],
-                     "%.3f s" % nb["seconds"], fr(sr[key]), "< 2 s: %s" % verdict(snap[key] < 2)))
-    rows.append(("snapshot %dk: agent only (answer -> report)" % k,
-                 "%.3f s" % snap["agent_to_report_s"], "%.3f s" % nb["seconds"],
-                 fr(sr["agent_to_report_s"]), ""))
+
+    def sp(key):
+        return "%.3f [%.3f-%.3f]" % (sr[key]["median"], sr[key]["min"], sr[key]["max"])
+
+    def spv(runs, key):
+        v = [r[key] for r in runs]
+        return "%.3f [%.3f-%.3f] s" % (median(v), min(v), max(v))
+    for key, bkey, what, target in (
+            ("to_kernel_s", "to_kernel_s", "due -> all in kernel", True),
+            ("agent_to_kernel_s", "to_kernel_s", "agent only (answer -> kernel)", False),
+            ("to_report_s", "seconds", "due -> report received", True),
+            ("agent_to_report_s", "seconds", "agent only (answer -> report)", False)):
+        rows.append(("snapshot %dk: %s" % (k, what), spv(snap["runs"], key),
+                     spv(nw["runs"], bkey), sp(key),
+                     "< 2 s: %s" % verdict(snap[key] < 2) if target else ""))
+    rows.append(("  (nft -f process: -> kernel, -> exit; no ratio)", "",
+                 "%s / %s" % (spv(nb["runs"], "to_kernel_s"), spv(nb["runs"], "seconds")), "", ""))
     rows.append(("snapshot %dk: peak RSS vs idle RSS" % k, mib(snap["peak_rss_kib"]),
                  mib(snap["idle_rss_kib"]), fr(ratio(snap["peak_rss_kib"],
                                                      snap["idle_rss_kib"])), ""))
+    rr = res["rss_ratio"]
     rows.append(("snapshot %dk: agent vs nft -f peak RSS" % k, mib(snap["peak_rss_kib"]),
-                 mib(nb["peak_rss_kib"]), fr(ratio(snap["peak_rss_kib"], nb["peak_rss_kib"])),
+                 mib(nb["peak_rss_kib"]), "%.3f [%.3f-%.3f]" % (rr["median"], rr["min"], rr["max"]),
                  ""))
-    wl, wn = res["snapshot_with_listener"], res["nft_with_listener"]
-    for key, what in (("to_kernel_s", "-> kernel"), ("to_report_s", "-> report")):
+    for key, bkey, what in (("to_kernel_s", "to_kernel_s", "-> kernel"),
+                            ("to_report_s", "seconds", "-> report")):
         rows.append(("snapshot %dk + event listener: %s" % (k, what), "%.3f s" % wl[key],
-                     "%.3f s" % wn["seconds"], fr(ratio(wl[key], wn["seconds"])), ""))
+                     "%.3f s" % wn[bkey], fr(ratio(wl[key], wn[bkey])), ""))
     rows.append(("same snapshot again (no change) -> report", "%.3f s"
                  % snap["repeat_to_report_s"], "", "", ""))
     wa, wo = idle["with_api"], idle["without_api"]
@@ -822,10 +838,12 @@ def report(res):
                  "%d" % wo["wakeups"], fr(ratio(wa["wakeups"], wo["wakeups"])), ""))
     rows.append(("idle: GETs / POSTs over %.0f s" % idle["seconds"],
                  "%d / %d" % (idle["gets"], idle["posts"]), "", "", "wait=%d" % WAIT))
-    print("\n== results (baselines: local block; `nft -f`, idle RSS; agent without control_api)")
-    print("%-45s %11s %11s %6s  %s" % ("measure", "control API", "baseline", "ratio", "target"))
+    print("\n== results (baselines: local socket block; warm libnftables, `nft -f`, idle RSS;\n"
+          "   agent without control_api)")
+    print("%-48s %24s %24s %21s  %s" % ("measure", "control API", "baseline", "ratio",
+                                         "target"))
     for r in rows:
-        print("%-45s %11s %11s %6s  %s" % r)
+        print("%-48s %24s %24s %21s  %s" % r)
     print("\nreference, not measured here: CrowdSec's firewall bouncer polls every %d s by "
           "default\n(propagation up to %d s plus its apply); it took %s to get 100 000 "
           "decisions\ninto the kernel (issue 5, measured earlier on this machine)."
@@ -879,20 +897,36 @@ def run(args, cleanups, tmp):
     agent_p.stop()
     agent_b.stop()
 
-    # 2: agent and `nft -f` runs alternate, so both see the same host; then
-    # one pair more with an nf_tables event listener of ours on the host
+    # 2: the agent's, the warm libnftables' and the `nft -f` process' runs
+    # take turns (the order rotates), so all see the same host; then one
+    # agent and one warm run more with an nf_tables event listener of ours
     print("snapshot: %d targets, %d runs ..." % (args.snapshot, args.repeat), flush=True)
-    script = nft_baseline_script(tmp, args.snapshot)
-    pairs = [(snapshot_run(cleanups, tmp, paths, policy, args.snapshot, "s%d" % i),
-              nft_run(cleanups, script, "nft%d" % i)) for i in range(args.repeat)]
-    res["snapshot"] = median_run([a for a, _ in pairs])
-    res["nft_baseline"] = median_run([b for _, b in pairs])
-    res["snapshot_ratio"] = {k: median([a[k] / b["seconds"] for a, b in pairs])
-                             for k in ("to_kernel_s", "to_report_s", "agent_to_report_s")}
+    script, last = nft_baseline_script(tmp, args.snapshot)
+    runs = {"agent": [], "warm": [], "proc": []}
+    kinds = ("agent", "warm", "proc")
+    for i in range(args.repeat):
+        for kind in kinds[i % 3:] + kinds[:i % 3]:
+            if kind == "agent":
+                runs[kind].append(snapshot_run(cleanups, tmp, paths, policy, args.snapshot,
+                                               "s%d" % i))
+            else:
+                runs[kind].append(nft_run(cleanups, script, last, "n%s%d" % (kind[0], i),
+                                          kind == "warm"))
+    res["snapshot"] = median_run(runs["agent"])
+    res["nft_warm"] = median_run(runs["warm"])
+    res["nft_baseline"] = median_run(runs["proc"])
+    pairs = list(zip(runs["agent"], runs["warm"]))
+    res["snapshot_ratio"] = {k: spread3([a[k] / b[bk] for a, b in pairs])
+                             for k, bk in (("to_kernel_s", "to_kernel_s"),
+                                           ("agent_to_kernel_s", "to_kernel_s"),
+                                           ("to_report_s", "seconds"),
+                                           ("agent_to_report_s", "seconds"))}
+    res["rss_ratio"] = spread3([a["peak_rss_kib"] / b["peak_rss_kib"]
+                                for a, b in zip(runs["agent"], runs["proc"])])
     listener = Watch(cleanups, bare.ns["listen"])
     res["snapshot_with_listener"] = snapshot_run(cleanups, tmp, paths, policy, args.snapshot,
                                                  "sl")
-    res["nft_with_listener"] = nft_run(cleanups, script, "nftl")
+    res["nft_with_listener"] = nft_run(cleanups, script, last, "nwl", True)
     listener.stop()
     return res
 
@@ -907,6 +941,8 @@ def main():
     ap.add_argument("--idle-seconds", type=int)
     ap.add_argument("--repeat", type=int, help="snapshot runs (median reported)")
     ap.add_argument("--json", default=os.path.join(ROOT, "build", "bench", "control_bench.json"))
+    ap.add_argument("--nft", default="nft", help="the nft of the baselines (bench/selftest.py "
+                    "passes one that fails)")
     ap.add_argument("--watch", help=argparse.SUPPRESS)
     ap.add_argument("--probe", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -930,9 +966,14 @@ def main():
     cleanups.add(shutil.rmtree, tmp, True)
     # a private copy: a rebuild of build/ during the run must not swap the binary
     harness.AGENT = shutil.copy2(harness.AGENT, os.path.join(tmp, "cloudviz-agent"))
+    global NFT
+    NFT = args.nft
     t0 = time.monotonic()
     try:
         res = run(args, cleanups, tmp)
+    except BenchError as e:
+        print("bench: %s" % e, file=sys.stderr)
+        return 1
     finally:
         cleanups.run()
     res["runtime_s"] = time.monotonic() - t0
