@@ -359,9 +359,11 @@ static json_t *dispatch(struct daemon *d, const char *text, size_t len, const st
 /* Said when a reply cannot be built: a client always gets an answer. */
 static const char reply_internal[] = "{\"ok\":false,\"error\":\"internal: reply could not be built\"}\n";
 
-char *ctl_request_reply(struct daemon *d, const char *line, size_t len, const struct actor *a)
+/* Takes reply (NULL: it could not be built) and returns it as one line,
+ * the fixed internal error when it cannot be printed, NULL only when out
+ * of memory. */
+static char *reply_line(json_t *reply)
 {
-	json_t *reply = dispatch(d, line, len, a);
 	char *s = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
 	char *out = NULL;
 	json_decref(reply);
@@ -369,6 +371,11 @@ char *ctl_request_reply(struct daemon *d, const char *line, size_t len, const st
 		out = strdup(reply_internal);
 	free(s);
 	return out;
+}
+
+char *ctl_request_reply(struct daemon *d, const char *line, size_t len, const struct actor *a)
+{
+	return reply_line(dispatch(d, line, len, a));
 }
 
 /* ---- connection I/O ---------------------------------------------------------- */
@@ -390,13 +397,7 @@ static bool set_reply_line(struct ctl_conn *c, char *line)
 
 static void set_reply(struct ctl_conn *c, json_t *reply)
 {
-	char *s = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
-	char *line = NULL;
-	json_decref(reply);
-	if (!s || asprintf(&line, "%s\n", s) < 0)
-		line = strdup(reply_internal);
-	free(s);
-	set_reply_line(c, line);
+	set_reply_line(c, reply_line(reply));
 }
 
 static void deny(struct ctl_conn *c)

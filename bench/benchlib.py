@@ -126,6 +126,16 @@ def check_run(what, args, **kw):
     return p
 
 
+def set_count(nft, ns, table, name):
+    """Elements of set inet TABLE NAME in namespace NS, as nft lists them."""
+    p = check_run(f"count {table} {name}", in_ns(ns) + [nft, "-j", "list", "set", "inet", table,
+                                                        name])
+    for obj in json.loads(p.stdout).get("nftables", []):
+        if "set" in obj:
+            return len(obj["set"].get("elem", []))
+    return 0
+
+
 def nft_listeners(exclude=None):
     """Processes anywhere on the host subscribed to nf_tables events
     (NFNLGRP_NFTABLES), as "comm[pid]". The kernel checks for listeners

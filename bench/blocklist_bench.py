@@ -68,7 +68,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (BenchError, NftServer, check_run, ctl_request, ctl_timed,  # noqa: E402
                       fmt_spread, in_ns, nft_listeners, proc_status_kib, ratio_spread,
-                      run_timed)
+                      run_timed, set_count)
 
 
 def gen_v4(n, rnd):
@@ -169,15 +169,6 @@ def kmem_refusal(entries, factor=1):
     return (f"not run: with nf_tables event listeners on the host ({', '.join(listeners)}) it "
             f"would hold about {need / 1048576:.1f} GiB of kernel memory at once, "
             f"MemAvailable is {avail / 1048576:.1f} GiB")
-
-
-def set_count(nft, ns, table, name):
-    p = check_run(f"count {table} {name}", in_ns(ns) + [nft, "-j", "list", "set", "inet", table,
-                                                        name])
-    for obj in json.loads(p.stdout).get("nftables", []):
-        if "set" in obj:
-            return len(obj["set"].get("elem", []))
-    return 0
 
 
 def alternate(i, pair):

@@ -44,7 +44,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (BenchError, NftServer, check_run, ctl_request, ctl_timed,  # noqa: E402
                       fmt_spread, in_ns, nft_listeners, proc_status_kib, ratio_spread,
-                      run_timed)
+                      run_timed, set_count)
 
 
 def sh(*args, **kw):
@@ -132,15 +132,6 @@ def bench_blocks(agent_bin, nft, agent, base_ns, n):
     finally:
         server.stop()
     return res
-
-
-def set_count(nft, ns, table, name):
-    p = check_run(f"count {table} {name}", in_ns(ns) + [nft, "-j", "list", "set", "inet", table,
-                                                        name])
-    for obj in json.loads(p.stdout).get("nftables", []):
-        if "set" in obj:
-            return len(obj["set"].get("elem", []))
-    return 0
 
 
 def idle(agent, seconds):
