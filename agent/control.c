@@ -11,9 +11,9 @@
  * peer and host name verified against ca_file only (no system CAs), optional
  * public key pinning, no proxy from the environment. Credentials are handed
  * to curl as in-memory blobs; the key blob is not copied by curl. */
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <ctype.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <stdbool.h>
