@@ -27,7 +27,7 @@ CATALOGDIR     ?= $(PREFIX)/lib/systemd/catalog
 BUILD    ?= build
 
 CC       ?= cc
-PKGS     := libnftnl libmnl jansson libsystemd libcrypto libcurl libseccomp
+PKGS     := libnftnl libmnl jansson libsystemd libssl libcrypto libcurl libseccomp
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

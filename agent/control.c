@@ -11,8 +11,10 @@
  * peer and host name verified against ca_file only (no system CAs), optional
  * public key pinning, no proxy from the environment. Credentials are handed
  * to curl as in-memory blobs; the key blob is not copied by curl. */
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -52,6 +54,11 @@ struct xfer {
 	bool too_big;
 	char *post; /* report: the body being sent */
 	char errbuf[CURL_ERROR_SIZE];
+	/* the first fatal TLS alert the server sent on a connection this
+	   transfer opened (OpenSSL's description, lower case), "" if none */
+	char alert[64];
+	/* the last request got an HTTP answer: its connection may be kept */
+	bool proven;
 };
 
 struct control {
@@ -172,7 +179,48 @@ static int build_headers(struct xfer *x, const struct creds *c)
 	return 0;
 }
 
-static int set_tls(CURL *e, const struct control_api_config *cfg, const struct creds *c)
+/* ---- TLS alerts ------------------------------------------------------------ */
+
+/* With TLS 1.3 the client's handshake is done before the server has checked
+ * the client certificate: the server's refusal (certificate_required,
+ * unknown_ca, bad_certificate) arrives once curl is already sending the
+ * request, and curl then reports whatever the socket did first (a send error,
+ * a broken pipe, "bad write retry", a reset) instead of the alert. OpenSSL
+ * still processes the alert record when it reads it, at the latest when curl
+ * drains the connection before closing it; its info callback tells us. The
+ * SSL_CTX of each connection carries the transfer that opened it.
+ *
+ * curl closes a connection at once when a transfer fails while receiving,
+ * but one whose request could not be sent goes back to the cache, its alert
+ * unread until the next transfer finds it dead: too late for the journal.
+ * So a transfer whose connection has not yet carried an answer (the first
+ * request, any after a failure or new credentials) forbids reuse: its
+ * connection is closed, the alert read, before curl says it is done. Once an
+ * answer came the next requests keep the connection alive. */
+static int alert_ex_index = -1;
+
+static void on_tls_info(const SSL *ssl, int where, int ret)
+{
+	if (!(where & SSL_CB_READ_ALERT) || (ret >> 8) != SSL3_AL_FATAL)
+		return;
+	struct xfer *x = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), alert_ex_index);
+	if (!x || x->alert[0])
+		return;
+	snprintf(x->alert, sizeof(x->alert), "%s", SSL_alert_desc_string_long(ret));
+	for (char *p = x->alert; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+}
+
+static CURLcode on_ssl_ctx(CURL *e, void *sslctx, void *ud)
+{
+	if (alert_ex_index < 0 || !SSL_CTX_set_ex_data(sslctx, alert_ex_index, ud))
+		return CURLE_OK; /* the alert is then told only as curl tells it */
+	SSL_CTX_set_info_callback(sslctx, on_tls_info);
+	return CURLE_OK;
+}
+
+static int set_tls(CURL *e, const struct control_api_config *cfg, const struct creds *c,
+		   struct xfer *x)
 {
 	struct curl_blob ca = { c->ca_pem, c->ca_len, CURL_BLOB_COPY };
 	struct curl_blob cert = { c->cert_pem, c->cert_len, CURL_BLOB_COPY };
@@ -196,6 +244,8 @@ static int set_tls(CURL *e, const struct control_api_config *cfg, const struct c
 	SET(CURLOPT_SSLKEY_BLOB, &key);
 	SET(CURLOPT_PINNEDPUBLICKEY, cfg->pinned_pubkey);
 	SET(CURLOPT_PROXY, ""); /* never a proxy from the environment */
+	SET(CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
+	SET(CURLOPT_SSL_CTX_DATA, x);
 #undef SET
 	return r == CURLE_OK ? 0 : -EINVAL;
 }
@@ -208,6 +258,7 @@ static int setup(struct xfer *x, const char *url, long timeout_s)
 	x->len = 0;
 	x->too_big = false;
 	x->errbuf[0] = '\0';
+	x->alert[0] = '\0';
 	if (build_headers(x, ctl->creds->c) < 0)
 		return -ENOMEM;
 #define SET(opt, val) (r = r ? r : curl_easy_setopt(e, opt, val))
@@ -224,8 +275,9 @@ static int setup(struct xfer *x, const char *url, long timeout_s)
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)ctl->cfg->max_response_bytes);
 	SET(CURLOPT_FRESH_CONNECT, ctl->fresh_connect && !x->is_report ? 1L : 0L);
+	SET(CURLOPT_FORBID_REUSE, x->proven ? 0L : 1L);
 #undef SET
-	if (r != CURLE_OK || set_tls(e, ctl->cfg, ctl->creds->c) < 0) {
+	if (r != CURLE_OK || set_tls(e, ctl->cfg, ctl->creds->c, x) < 0) {
 		free_headers(x);
 		return -EINVAL;
 	}
@@ -258,8 +310,11 @@ static int start(struct xfer *x)
 
 /* ---- failures ------------------------------------------------------------- */
 
-static bool is_tls_failure(CURLcode r, const char *errbuf)
+static bool is_tls_failure(CURLcode r, const struct xfer *x)
 {
+	const char *errbuf = x->errbuf;
+	if (x->alert[0]) /* the server said so, whatever curl's code */
+		return true;
 	switch (r) {
 	case CURLE_SSL_CONNECT_ERROR:
 	case CURLE_PEER_FAILED_VERIFICATION:
@@ -298,7 +353,13 @@ static void journal_failure(struct xfer *x, CURLcode r, long status, const char 
 		snprintf(detail, sizeof(detail), "%s%s%s", curl_easy_strerror(r),
 			 x->errbuf[0] ? ": " : "", x->errbuf);
 	}
-	if (r != CURLE_OK && is_tls_failure(r, x->errbuf)) {
+	if (r != CURLE_OK && x->alert[0] && !strstr(detail, x->alert)) {
+		char alert[sizeof(detail)];
+		snprintf(alert, sizeof(alert), "the server sent the TLS alert \"%s\" (%s)",
+			 x->alert, detail);
+		snprintf(detail, sizeof(detail), "%s", alert);
+	}
+	if (r != CURLE_OK && is_tls_failure(r, x)) {
 		/* curl reports a chain verdict only when the chain was checked; it
 		   starts at 1 (X509_V_ERR_UNSPECIFIED), which would blame the
 		   certificate for a protocol or cipher mismatch */
@@ -355,6 +416,7 @@ static void poll_finished(struct control *ctl, CURLcode r)
 	if (curl_easy_getinfo(x->easy, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip)
 		snprintf(ipbuf, sizeof(ipbuf), "%s", ip);
 	xfer_done(x);
+	x->proven = r == CURLE_OK;
 	if (r != CURLE_OK || (status != 200 && status != 204)) {
 		journal_failure(x, r, status, "poll", ctl->stats.last_error,
 				sizeof(ctl->stats.last_error));
@@ -429,6 +491,7 @@ static void report_finished(struct control *ctl, CURLcode r)
 	long status = 0;
 	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
 	xfer_done(x);
+	x->proven = r == CURLE_OK;
 	if (r != CURLE_OK || status < 200 || status > 299) {
 		char why[256];
 		journal_failure(x, r, status, "report", why, sizeof(why));
@@ -565,6 +628,7 @@ int control_start(sd_event *ev, const char *node_id, const struct control_api_co
 	if (!global_done) {
 		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 			return -EIO;
+		alert_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 		global_done = true;
 	}
 	struct control *ctl = calloc(1, sizeof(*ctl));
@@ -615,6 +679,7 @@ void control_set_config(struct control *ctl, const struct control_api_config *cf
 	ctl->creds = nr;
 	ctl->cfg = cfg;
 	ctl->fresh_connect = true;
+	ctl->poll.proven = ctl->report.proven = false;
 	if (!old->refs) {
 		creds_free(old->c);
 		free(old);

@@ -193,9 +193,10 @@ class Fault:
     oversize: Optional[int] = None
     close: bool = False
     chunked: bool = False
+    hold: bool = False
 
     def kind(self):
-        parts = [k for k in ("close", "truncate", "chunked") if getattr(self, k)]
+        parts = [k for k in ("close", "truncate", "chunked", "hold") if getattr(self, k)]
         if self.delay:
             parts.append("delay=%g" % self.delay)
         if self.oversize is not None:
@@ -377,6 +378,8 @@ class ControlPlane:
         self._faults = collections.deque()
         self._report_failures = 0
         self._parked = 0
+        self._held = 0
+        self._releases = 0
         self._conn_ids = itertools.count(1)
         self._server = None
         self._thread = None
@@ -593,7 +596,7 @@ class ControlPlane:
     # -- faults
 
     def inject(self, status=None, body=None, content_type="application/json", delay=0.0,
-               truncate=False, oversize=None, close=False, chunked=False, times=1):
+               truncate=False, oversize=None, close=False, chunked=False, hold=False, times=1):
         """Queues a fault for the next GET of instructions (times: for that
         many GETs). One of:
           status=500             that status, a short JSON error body
@@ -605,12 +608,33 @@ class ControlPlane:
           oversize=n             200 with a valid-looking JSON body of exactly n
                                  bytes (an empty delta padded by an unknown key)
           close=True             close the connection without answering
+          hold=True              hold the request until release_held() (or
+                                 stop()), then answer normally: what a test
+                                 checks stays still as long as it needs, not
+                                 for a delay that a slow machine outlasts
         chunked=True sends the body with Transfer-Encoding: chunked instead of
         Content-Length (the client cannot know its size in advance)."""
         f = Fault(status, body.encode() if isinstance(body, str) else body, content_type, delay,
-                  truncate, oversize, close, chunked)
+                  truncate, oversize, close, chunked, hold)
         with self._cv:
             self._faults.extend([f] * times)
+
+    @property
+    def held(self):
+        """How many GETs a hold fault is holding right now."""
+        with self._cv:
+            return self._held
+
+    def wait_held(self, n=1, timeout=5.0):
+        """Waits until at least n GETs are held; True then."""
+        with self._cv:
+            return self._cv.wait_for(lambda: self._held >= n, timeout)
+
+    def release_held(self):
+        """Lets every GET held by a hold fault go on (to its normal answer)."""
+        with self._cv:
+            self._releases += 1
+            self._cv.notify_all()
 
     def clear_faults(self):
         with self._cv:
@@ -752,6 +776,18 @@ class ControlPlane:
                 return _drop(h)
             if fault.close:
                 return _drop(h)
+            if fault.hold:
+                with self._cv:
+                    gen = self._releases
+                    self._held += 1
+                    self._cv.notify_all()
+                    try:
+                        self._cv.wait_for(lambda: h.server.stopped.is_set()
+                                          or self._releases != gen)
+                    finally:
+                        self._held -= 1
+                if h.server.stopped.is_set():
+                    return _drop(h)
             if fault.oversize is not None:
                 return _send(h, 200, _padded(fault.oversize, self.cursor), chunked=fault.chunked)
             if fault.body is not None:
