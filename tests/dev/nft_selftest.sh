@@ -42,9 +42,9 @@ if [ -n "${NFT_SELFTEST_BIN:-}" ]; then
 	BIN=$NFT_SELFTEST_BIN
 else
 	# shellcheck disable=SC2046,SC2086
-	gcc $CFLAGS $(pkg-config --cflags libnftnl libmnl) -o "$BIN" tests/dev/nft_selftest.c \
-		agent/nft.c agent/render.c agent/rule_plan.c agent/addr.c agent/ruleset.c agent/names.c \
-		$(pkg-config --libs libnftnl libmnl) || exit 1
+	gcc $CFLAGS $(pkg-config --cflags libnftnl libmnl jansson) -o "$BIN" tests/dev/nft_selftest.c \
+		agent/nft.c agent/render.c agent/rule_plan.c agent/addr.c agent/ruleset.c agent/names.c agent/utf8.c \
+		$(pkg-config --libs libnftnl libmnl jansson) || exit 1
 fi
 
 RUN=("$BIN")

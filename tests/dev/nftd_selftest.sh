@@ -46,9 +46,9 @@ if [ -n "${NFTD_SELFTEST_BIN:-}" ]; then
 	BIN=$NFTD_SELFTEST_BIN
 else
 	# shellcheck disable=SC2046,SC2086
-	gcc $CFLAGS $(pkg-config --cflags libnftnl libmnl) -o "$BIN" tests/dev/nftd_selftest.c \
-		agent/nftd.c agent/nft.c agent/rule_plan.c agent/addr.c agent/ruleset.c \
-		$(pkg-config --libs libnftnl libmnl) || exit 1
+	gcc $CFLAGS $(pkg-config --cflags libnftnl libmnl jansson) -o "$BIN" tests/dev/nftd_selftest.c \
+		agent/nftd.c agent/nft.c agent/rule_plan.c agent/addr.c agent/ruleset.c agent/utf8.c \
+		$(pkg-config --libs libnftnl libmnl jansson) || exit 1
 fi
 
 RUN=("$BIN")
