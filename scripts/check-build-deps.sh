@@ -1,0 +1,88 @@
+#!/bin/sh
+# Before anything is compiled: is every tool and library the build needs
+# here? Exits 0 if so; otherwise names, for each one missing, the Debian 12
+# package that provides it, and exits 1, so that a missing -dev package is
+# one clear error instead of a compile or link error later. Installs nothing
+# (scripts/install-deps.sh does, as root).
+#
+# usage: scripts/check-build-deps.sh [--cc CC] [--fuzzer] PKGCONFIG-MODULE...
+#   --cc CC    the compiler must run
+#   --fuzzer   CC must link libFuzzer and ASan (clang's runtime libraries)
+#
+# The Makefile runs it before the first object of each build (all, unit,
+# asan, fuzz).
+set -u
+
+cc="" fuzzer=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--cc) cc=$2; shift 2 ;;
+	--fuzzer) fuzzer=1; shift ;;
+	--) shift; break ;;
+	-*) echo "check-build-deps: unknown option \"$1\"" >&2; exit 2 ;;
+	*) break ;;
+	esac
+done
+
+# The Debian package with a pkg-config module's .pc file.
+deb_of_module() {
+	case $1 in
+	libnftnl) echo libnftnl-dev ;;
+	libmnl) echo libmnl-dev ;;
+	jansson) echo libjansson-dev ;;
+	libsystemd) echo libsystemd-dev ;;
+	libcrypto | libssl | openssl) echo libssl-dev ;;
+	libcurl) echo libcurl4-openssl-dev ;;
+	libseccomp) echo libseccomp-dev ;;
+	cmocka) echo libcmocka-dev ;;
+	*) echo "the package with $1.pc" ;;
+	esac
+}
+
+missing=""    # Debian packages, each once
+what=""       # one line per missing piece
+add() { # package, what is missing
+	case " $missing " in *" $1 "*) ;; *) missing="$missing $1" ;; esac
+	what="$what
+  $2 (Debian package $1)"
+}
+
+if [ -n "$cc" ] && ! command -v "$cc" >/dev/null 2>&1; then
+	case $cc in
+	*clang*) add clang "the C compiler \"$cc\"" ;;
+	*) add gcc "the C compiler \"$cc\"" ;;
+	esac
+fi
+if ! command -v pkg-config >/dev/null 2>&1; then
+	add pkg-config "pkg-config"
+	for m in "$@"; do
+		add "$(deb_of_module "$m")" "the pkg-config module $m (not checked: no pkg-config)"
+	done
+else
+	for m in "$@"; do
+		pkg-config --exists "$m" 2>/dev/null ||
+			add "$(deb_of_module "$m")" "the pkg-config module $m"
+	done
+fi
+
+# clang is installed without its runtime libraries on Debian: -fsanitize=fuzzer
+# then fails only at the link step. The runtime directory names the version.
+if [ "$fuzzer" = 1 ] && [ -n "$cc" ] && command -v "$cc" >/dev/null 2>&1; then
+	rtdir=$("$cc" -print-runtime-dir 2>/dev/null)
+	arch=$(uname -m)
+	if [ ! -f "$rtdir/libclang_rt.fuzzer-$arch.a" ] || [ ! -f "$rtdir/libclang_rt.asan-$arch.a" ]; then
+		ver=$("$cc" -dumpversion 2>/dev/null | cut -d. -f1)
+		add "libclang-rt-${ver:-VERSION}-dev" \
+			"clang's libFuzzer and ASan runtime ($rtdir/libclang_rt.fuzzer-$arch.a)"
+	fi
+fi
+
+[ -z "$missing" ] && exit 0
+cat >&2 <<EOF
+build: cannot build, missing:$what
+Install them (Debian 12) with:
+  sudo apt-get install$missing
+or everything the build and the tests need with:
+  sudo scripts/install-deps.sh     (make demo and make check run it as root)
+EOF
+exit 1
