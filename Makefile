@@ -1,5 +1,6 @@
 # cloudviz-agent: one plain Makefile.
-#   make                 build build/cloudviz-agent (installs nothing: a missing
+#   make                 build build/cloudviz-agent (as root, installs the
+#                        missing build packages first; otherwise a missing
 #                        package is one error naming it)
 #   make deps            install the missing build and test packages (root)
 #   make check           make deps, then unit tests plain and under ASan+UBSan,
@@ -13,11 +14,12 @@
 # Quiet unless V=1.
 #
 # Order: the targets that install packages (demo, check) do so first and
-# build in a sub-make, and pkg-config runs only when a recipe needs its
-# flags, after scripts/check-build-deps.sh has checked (before the first
-# object of each build) that every module is there. So no flag is computed
-# before the package that provides it is installed, and a missing package is
-# an error naming it, never a link error.
+# build in a sub-make; before the first object of each build
+# scripts/check-build-deps.sh checks (as root: installs) the compiler and
+# every pkg-config module; pkg-config runs only when a recipe needs its
+# flags, after that. So no flag is computed before the package that
+# provides it is installed, and a missing package is an error naming it,
+# never a link error.
 
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 PREFIX   ?= /usr
@@ -111,14 +113,15 @@ $(BUILD)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/libagent.a
 	$(Q)$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Before the first object of a build: the compiler and the pkg-config
-# modules are there, or one error names the Debian packages to install.
-# Order-only, so it never makes anything out of date.
+# modules are there, or (as root) their Debian packages are installed now,
+# or one error names them. Order-only, so it never makes anything out of
+# date; one after the other, so that two apt runs never race.
 build-deps:
-	$(Q)scripts/check-build-deps.sh --cc "$(CC)" $(PKGS)
-build-deps-unit:
-	$(Q)scripts/check-build-deps.sh --cc "$(CC)" $(PKGS) cmocka
-build-deps-fuzz:
-	$(Q)scripts/check-build-deps.sh --cc "$(CC)" --fuzzer $(PKGS)
+	$(Q)scripts/check-build-deps.sh --install --cc "$(CC)" $(PKGS)
+build-deps-unit: build-deps
+	$(Q)scripts/check-build-deps.sh --install cmocka
+build-deps-fuzz: build-deps
+	$(Q)scripts/check-build-deps.sh --install --cc "$(CC)" --fuzzer
 $(LIB_OBJ) $(MAIN_OBJ): | build-deps
 $(UNIT_SRC:%.c=$(BUILD)/%.o): | build-deps-unit
 $(FUZZ_SRC:%.c=$(BUILD)/%.o): | build-deps-fuzz

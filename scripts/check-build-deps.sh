@@ -1,21 +1,27 @@
 #!/bin/sh
 # Before anything is compiled: is every tool and library the build needs
-# here? Exits 0 if so; otherwise names, for each one missing, the Debian 12
-# package that provides it, and exits 1, so that a missing -dev package is
-# one clear error instead of a compile or link error later. Installs nothing
-# (scripts/install-deps.sh does, as root).
+# here? Exits 0 if so. Otherwise, as root with --install, installs the
+# Debian 12 packages that provide what is missing (scripts/install-deps.sh
+# PKG...) and checks again; without root (or without --install) names, for
+# each one missing, the package to install and exits 1. So a missing -dev
+# package is installed or is one clear error, never a compile or link error
+# later.
 #
-# usage: scripts/check-build-deps.sh [--cc CC] [--fuzzer] PKGCONFIG-MODULE...
+# usage: scripts/check-build-deps.sh [--install] [--cc CC] [--fuzzer] PKGCONFIG-MODULE...
+#   --install  as root, install what is missing, then check again
 #   --cc CC    the compiler must run
 #   --fuzzer   CC must link libFuzzer and ASan (clang's runtime libraries)
 #
-# The Makefile runs it before the first object of each build (all, unit,
-# asan, fuzz).
+# The Makefile runs it (with --install) before the first object of each
+# build (all, unit, asan, fuzz), so `make` and `make install` as root work
+# on a machine with none of the packages.
 set -u
 
-cc="" fuzzer=0
+cc="" fuzzer=0 install=0
+args="$*"
 while [ $# -gt 0 ]; do
 	case $1 in
+	--install) install=1; shift ;;
 	--cc) cc=$2; shift 2 ;;
 	--fuzzer) fuzzer=1; shift ;;
 	--) shift; break ;;
@@ -78,11 +84,18 @@ if [ "$fuzzer" = 1 ] && [ -n "$cc" ] && command -v "$cc" >/dev/null 2>&1; then
 fi
 
 [ -z "$missing" ] && exit 0
+if [ "$install" = 1 ] && [ "$(id -u)" = 0 ]; then
+	# shellcheck disable=SC2086
+	"$(dirname "$0")/install-deps.sh" $missing || exit 1
+	# shellcheck disable=SC2086
+	exec "$0" $(echo " $args " | sed 's/ --install / /')
+fi
 cat >&2 <<EOF
 build: cannot build, missing:$what
 Install them (Debian 12) with:
   sudo apt-get install$missing
-or everything the build and the tests need with:
-  sudo scripts/install-deps.sh     (make demo and make check run it as root)
+(as root, make installs them itself), or everything the build and the tests
+need (make demo and make check run it as root) with:
+  sudo scripts/install-deps.sh
 EOF
 exit 1

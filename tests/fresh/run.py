@@ -27,7 +27,8 @@ Environment:
   CVZ_ROOTFS_CACHE=DIR    where the root file system is cached
                           (default /var/cache/cloudviz-agent-test)
   CVZ_ROOTFS_REBUILD=1    debootstrap again even if the cache is fresh
-  CVZ_FRESH_ONLY=demo     run only `make demo` (a quicker trial)
+  CVZ_FRESH_COMMANDS=...  other commands, ";"-separated (trials: "make demo"
+                          alone, or "make deb;make rpm"); each must exit 0
   CVZ_KEEP=1              keep the container's root directory afterwards
 
 Exit status: 0 passed, 1 failed, 77 not root.
@@ -53,7 +54,8 @@ SKIP_EXIT = 77
 INCLUDE = ("make",)  # what the README's commands need before they can start
 ROOTFS_TAR = os.path.join(lifecycle.CACHE_DIR, "%s-minbase-make-rootfs.tar.zst" % lifecycle.SUITE)
 SRC_INSIDE = "/root/cloudviz-agent"
-COMMANDS = (("make demo", 45 * 60), ("make check", 90 * 60))
+COMMANDS = "make demo;make check"
+TIMEOUT = 90 * 60
 DEMO_DONE = "demo: the control plane's block and unblock reached the kernel and were reported back"
 CHECK_LAST = re.compile(r"^(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$")
 LOG_DIR = os.path.join(REPO, "build", "fresh")
@@ -123,15 +125,15 @@ def sweep_leftovers(r):
 
 
 def dpkg_installed(root):
-    """Package names installed in ROOT (its dpkg status)."""
-    names, name = set(), None
+    """{package: Installed-Size in kB} of what is installed in ROOT (its
+    dpkg status)."""
+    got = {}
     with open(os.path.join(root, "var/lib/dpkg/status")) as f:
-        for line in f:
-            if line.startswith("Package: "):
-                name = line.split()[1]
-            elif line.startswith("Status: ") and line.split()[-1] == "installed" and name:
-                names.add(name)
-    return names
+        for stanza in f.read().split("\n\n"):
+            fields = dict(re.findall(r"^([\w-]+): (.*)$", stanza, re.M))
+            if fields.get("Status", "").endswith(" installed") and "Package" in fields:
+                got[fields["Package"]] = int(fields.get("Installed-Size", "0") or 0)
+    return got
 
 
 def copy_tree(r, rev, dest):
@@ -169,7 +171,7 @@ class Nspawn:
     def argv(self, command):
         return ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "-D", self.root,
                 "--machine=" + self.name, "--as-pid2", "--console=pipe",
-                "--capability=CAP_NET_ADMIN", "--chdir=" + SRC_INSIDE,
+                "--capability=CAP_NET_ADMIN,CAP_SYSLOG", "--chdir=" + SRC_INSIDE,
                 "--setenv=LANG=C.UTF-8", "/bin/sh", "-c", command]
 
     def run(self, command, log_path, timeout):
@@ -244,8 +246,8 @@ def main():
         signal.signal(s, _raise_exit)
     r = Report("fresh")
     t_start = time.monotonic()
-    only = os.environ.get("CVZ_FRESH_ONLY")
-    commands = [c for c in COMMANDS if not only or c[0] == "make " + only]
+    commands = [c.strip() for c in os.environ.get("CVZ_FRESH_COMMANDS", COMMANDS).split(";")
+                if c.strip()]
     tmp = tempfile.mkdtemp(prefix="%s%d." % (RUN_PREFIX, os.getpid()), dir="/var/tmp")
     os.chmod(tmp, 0o755)
     root = os.path.join(tmp, "root")
@@ -279,15 +281,22 @@ def main():
         copy_tree(r, os.environ.get("CVZ_FRESH_REV", "HEAD"), root + SRC_INSIDE)
         os.makedirs(LOG_DIR, exist_ok=True)
 
-        for command, timeout in commands:
+        for command in commands:
             r.section("# %s    (as root in %s, %s)" % (command, SRC_INSIDE, " ".join(
                 box.argv(command)[:-3]).replace(root, "ROOT")))
-            log = os.path.join(LOG_DIR, command.replace(" ", "-") + ".log")
-            rc, lines, took = box.run(command, log, timeout)
+            log = os.path.join(LOG_DIR, re.sub(r"[^A-Za-z0-9.-]+", "-", command) + ".log")
+            rc, lines, took = box.run(command, log, TIMEOUT)
             timings.append((command, took))
             results[command] = (rc, lines, took)
             print("   (exit %d after %s; the whole output in %s)" % (rc, fmt_time(took), log),
                   flush=True)
+        now = dpkg_installed(root)
+        new = sorted(set(now) - set(have))
+        with open(os.path.join(LOG_DIR, "packages-installed.txt"), "w") as f:
+            f.write("".join("%s %d\n" % (p, now[p]) for p in new))
+        r.note("the commands installed %d packages (with their dependencies), %d MB installed "
+               "size; the list in %s" % (len(new), sum(now[p] for p in new) >> 10,
+                                         os.path.join(LOG_DIR, "packages-installed.txt")))
     except (Abort, lifecycle.Abort) as e:
         broke = str(e)
     except subprocess.TimeoutExpired as e:
@@ -310,14 +319,14 @@ def main():
     r.note("packages (scripts/install-deps.sh):")
     for ln in deps or ["(no deps: lines)"]:
         r.note("  " + ln)
-    if "make demo" in results:
+    if "make demo" in commands and "make demo" in results:
         rc, lines, took = results["make demo"]
         r.expect("make demo: exit status", rc, 0)
         r.check(DEMO_DONE in lines, "make demo printed %r" % DEMO_DONE,
                 "its last lines:\n" + "\n".join(lines[-15:]))
-    elif broke is None:
+    elif "make demo" in commands:
         r.check(False, "make demo ran")
-    if "make check" in results:
+    if "make check" in commands and "make check" in results:
         rc, lines, took = results["make check"]
         last = lines[-1] if lines else ""
         m = CHECK_LAST.match(last)
@@ -331,8 +340,12 @@ def main():
             r.note("  " + ln)
         for ln in skips:
             r.note("  " + ln)
-    elif broke is None and not only:
+    elif "make check" in commands:
         r.check(False, "make check ran")
+    for command in commands:
+        if command not in ("make demo", "make check"):
+            rc = results[command][0] if command in results else None
+            r.expect("%s: exit status" % command, rc, 0)
     print("\ntimings:")
     for name, took in timings:
         print("  %8s  %s" % (fmt_time(took), name))
