@@ -58,6 +58,10 @@ if [ -n "$cc" ] && ! command -v "$cc" >/dev/null 2>&1; then
 	*clang*) add clang "the C compiler \"$cc\"" ;;
 	*) add gcc "the C compiler \"$cc\"" ;;
 	esac
+elif [ -n "$cc" ] && ! printf '#include <errno.h>\nint main(void) { return errno; }\n' |
+	"$cc" -x c -o /dev/null - >/dev/null 2>&1; then
+	# gcc without the C library's headers (Debian's gcc only recommends them)
+	add libc6-dev "the C library's headers and crt files (\"$cc\" cannot build <errno.h>)"
 fi
 if ! command -v pkg-config >/dev/null 2>&1; then
 	add pkg-config "pkg-config"

@@ -13,14 +13,15 @@ if [ $# -gt 0 ]; then
 else
 	# Everything `make demo` and `make check` need on a Debian 12 minbase
 	# (debootstrap --variant=minbase, plus make); `make check-fresh` proves it.
-	# build: the compiler, pkg-config and the libraries' -dev packages;
+	# build: the compiler and the C library's headers (gcc only recommends
+	# libc6-dev), pkg-config and the libraries' -dev packages;
 	# unit tests: cmocka; fuzz: clang with its libFuzzer/ASan runtime
 	# (libclang-rt-14-dev: clang alone cannot link -fsanitize=fuzzer);
 	# integration: nft, ip, ping, ps/sysctl, unshare/nsenter/setpriv,
 	# systemd-journald/journalctl/systemd-analyze, strace, openssl (test
 	# PKI), man/groff (man page tests), python3, /etc/protocols (netbase:
 	# nft and the agent print "tcp", not "6"); benches: time.
-	PKGS="gcc make pkg-config time libnftnl-dev libmnl-dev libjansson-dev libsystemd-dev libssl-dev libcurl4-openssl-dev libseccomp-dev libcmocka-dev
+	PKGS="gcc libc6-dev make pkg-config time libnftnl-dev libmnl-dev libjansson-dev libsystemd-dev libssl-dev libcurl4-openssl-dev libseccomp-dev libcmocka-dev
 clang libclang-rt-14-dev
 nftables iproute2 python3 iputils-ping procps util-linux netbase systemd strace openssl groff-base man-db"
 	strict=0

@@ -199,6 +199,11 @@ class Nspawn:
             finally:
                 timer.cancel()
         self.proc = None
+        # nspawn leaves this empty directory behind when /run is not a tmpfs
+        try:
+            os.rmdir("/run/systemd/nspawn/propagate/" + self.name)
+        except OSError:
+            pass
         return rc, lines, time.monotonic() - t0
 
     def _timed_out(self, timeout):
