@@ -115,13 +115,17 @@ $(BUILD)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/libagent.a
 # Before the first object of a build: the compiler and the pkg-config
 # modules are there, or (as root) their Debian packages are installed now,
 # or one error names them. Order-only, so it never makes anything out of
-# date; one after the other, so that two apt runs never race.
+# date; one after the other, so that two apt runs never race. demo and check
+# have run scripts/install-deps.sh already and build with
+# BUILD_DEPS_INSTALL= (check only): a package missing from its list is then
+# an error, not quietly installed (make check-fresh relies on that).
+BUILD_DEPS_INSTALL ?= --install
 build-deps:
-	$(Q)scripts/check-build-deps.sh --install --cc "$(CC)" $(PKGS)
+	$(Q)scripts/check-build-deps.sh $(BUILD_DEPS_INSTALL) --cc "$(CC)" $(PKGS)
 build-deps-unit: build-deps
-	$(Q)scripts/check-build-deps.sh --install cmocka
+	$(Q)scripts/check-build-deps.sh $(BUILD_DEPS_INSTALL) cmocka
 build-deps-fuzz: build-deps
-	$(Q)scripts/check-build-deps.sh --install --cc "$(CC)" --fuzzer
+	$(Q)scripts/check-build-deps.sh $(BUILD_DEPS_INSTALL) --cc "$(CC)" --fuzzer
 $(LIB_OBJ) $(MAIN_OBJ): | build-deps
 $(UNIT_SRC:%.c=$(BUILD)/%.o): | build-deps-unit
 $(FUZZ_SRC:%.c=$(BUILD)/%.o): | build-deps-fuzz
@@ -132,11 +136,11 @@ deps:
 	$(Q)scripts/install-deps.sh
 
 check: deps
-	$(Q)$(MAKE) --no-print-directory all unit asan
-	$(Q)tests/run-all.sh
+	$(Q)$(MAKE) --no-print-directory BUILD_DEPS_INSTALL= all unit asan
+	$(Q)BUILD_DEPS_INSTALL= tests/run-all.sh
 
 demo: deps
-	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory BUILD_DEPS_INSTALL= all
 	$(Q)scripts/demo.sh $(BUILD)/cloudviz-agent
 
 # Everything the packages ship. The config files are installed only where
