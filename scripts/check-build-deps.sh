@@ -92,14 +92,24 @@ if [ "$install" = 1 ] && [ "$(id -u)" = 0 ]; then
 	# shellcheck disable=SC2086
 	"$(dirname "$0")/install-deps.sh" $missing || exit 1
 	# shellcheck disable=SC2086
-	exec "$0" $(echo " $args " | sed 's/ --install / /')
+	CVZ_DEPS_INSTALLED=1 exec "$0" $(echo " $args " | sed 's/ --install / /')
 fi
-cat >&2 <<EOF
-build: cannot build, missing:$what
-Install them (Debian 12) with:
+if [ "${CVZ_DEPS_INSTALLED:-}" = 1 ]; then
+	how="(installed just now, but still missing: is this Debian 12?)"
+elif [ "$(id -u)" = 0 ]; then
+	# make demo / make check: scripts/install-deps.sh ran and missed these
+	how="scripts/install-deps.sh (which make demo and make check run) does not
+list them: add them there, or install them with:
+  apt-get install$missing"
+else
+	how="Install them (Debian 12) with:
   sudo apt-get install$missing
 (as root, make installs them itself), or everything the build and the tests
 need (make demo and make check run it as root) with:
-  sudo scripts/install-deps.sh
+  sudo scripts/install-deps.sh"
+fi
+cat >&2 <<EOF
+build: cannot build, missing:$what
+$how
 EOF
 exit 1
