@@ -56,7 +56,9 @@ add() { # package, what is missing
 if [ -n "$cc" ] && ! command -v "$cc" >/dev/null 2>&1; then
 	case $cc in
 	*clang*) add clang "the C compiler \"$cc\"" ;;
-	*) add gcc "the C compiler \"$cc\"" ;;
+	*)	add gcc "the C compiler \"$cc\""
+		# gcc only recommends the C library's headers: both, or a second round
+		add libc6-dev "the C library's headers and crt files" ;;
 	esac
 elif [ -n "$cc" ] && ! printf '#include <errno.h>\nint main(void) { return errno; }\n' |
 	"$cc" -x c -o /dev/null - >/dev/null 2>&1; then
