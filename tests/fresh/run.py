@@ -34,6 +34,7 @@ Environment:
 Exit status: 0 passed, 1 failed, 77 not root.
 """
 
+import contextlib
 import glob
 import os
 import re
@@ -116,12 +117,32 @@ def sweep_leftovers(r):
         m = re.match(r"^%s(\d+)\." % re.escape(RUN_PREFIX), os.path.basename(d))
         if not m or pid_alive(int(m.group(1))):
             continue
+        # a container that outlived its run (the run was SIGKILLed, e.g. by
+        # the OOM killer): its processes have their root in there
+        orphans = [pid for pid in _pids() if _root_of(pid).startswith(d + "/")]
+        for pid in orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if orphans:
+            r.note("killed %d processes of a container left by run %s" % (len(orphans), m.group(1)))
+            time.sleep(1)
         if lifecycle.mounts_under(d):
             r.note("leftover %s still has mounts, left alone: %s" % (
                 d, " ".join(lifecycle.mounts_under(d))))
             continue
         subprocess.run(["rm", "-rf", "--one-file-system", d])
         r.note("removed the leftover %s" % d)
+
+
+def _pids():
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _root_of(pid):
+    try:
+        return os.readlink("/proc/%d/root" % pid)
+    except OSError:
+        return ""
 
 
 def dpkg_installed(root):
