@@ -18,7 +18,6 @@
 set -u
 
 cc="" fuzzer=0 install=0
-args="$*"
 while [ $# -gt 0 ]; do
 	case $1 in
 	--install) install=1; shift ;;
@@ -45,14 +44,16 @@ deb_of_module() {
 	esac
 }
 
-missing=""    # Debian packages, each once
-what=""       # one line per missing piece
 add() { # package, what is missing
 	case " $missing " in *" $1 "*) ;; *) missing="$missing $1" ;; esac
 	what="$what
   $2 (Debian package $1)"
 }
 
+# Sets missing (the Debian packages, each once) and what (one line per
+# missing piece); the pkg-config modules are the arguments.
+collect() {
+missing="" what=""
 if [ -n "$cc" ] && ! command -v "$cc" >/dev/null 2>&1; then
 	case $cc in
 	*clang*) add clang "the C compiler \"$cc\"" ;;
@@ -82,21 +83,27 @@ fi
 if [ "$fuzzer" = 1 ] && [ -n "$cc" ] && command -v "$cc" >/dev/null 2>&1; then
 	rtdir=$("$cc" -print-runtime-dir 2>/dev/null)
 	arch=$(uname -m)
-	if [ ! -f "$rtdir/libclang_rt.fuzzer-$arch.a" ] || [ ! -f "$rtdir/libclang_rt.asan-$arch.a" ]; then
+	if [ -z "$rtdir" ]; then
+		add clang "clang: \"$cc\" is not clang, and -fsanitize=fuzzer needs it"
+	elif [ ! -f "$rtdir/libclang_rt.fuzzer-$arch.a" ] || [ ! -f "$rtdir/libclang_rt.asan-$arch.a" ]; then
 		ver=$("$cc" -dumpversion 2>/dev/null | cut -d. -f1)
 		add "libclang-rt-${ver:-VERSION}-dev" \
 			"clang's libFuzzer and ASan runtime ($rtdir/libclang_rt.fuzzer-$arch.a)"
 	fi
 fi
+}
 
+collect "$@"
 [ -z "$missing" ] && exit 0
+installed=0
 if [ "$install" = 1 ] && [ "$(id -u)" = 0 ]; then
 	# shellcheck disable=SC2086
 	"$(dirname "$0")/install-deps.sh" $missing || exit 1
-	# shellcheck disable=SC2086
-	CVZ_DEPS_INSTALLED=1 exec "$0" $(echo " $args " | sed 's/ --install / /')
+	installed=1
+	collect "$@"
+	[ -z "$missing" ] && exit 0
 fi
-if [ "${CVZ_DEPS_INSTALLED:-}" = 1 ]; then
+if [ "$installed" = 1 ]; then
 	how="(installed just now, but still missing: is this Debian 12?)"
 elif [ "$(id -u)" = 0 ]; then
 	# make demo / make check: scripts/install-deps.sh ran and missed these
