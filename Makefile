@@ -1,12 +1,25 @@
 # cloudviz-agent: one plain Makefile.
-#   make                 build build/cloudviz-agent
-#   make check           install missing packages (as root), unit tests plain and
-#                        under ASan+UBSan, fuzz smoke run, integration tests
-#   make demo            show the agent applying the node policy in throwaway netns
+#   make                 build build/cloudviz-agent (as root, installs the
+#                        missing build packages first; otherwise a missing
+#                        package is one error naming it)
+#   make deps            install the missing build and test packages (root)
+#   make check           make deps, then unit tests plain and under ASan+UBSan,
+#                        fuzz smoke run, integration tests
+#   make demo            make deps, then show the agent applying the node policy
+#                        in throwaway netns
 #   make deb / rpm       packages into build/packages/ (packaging/deb, packaging/rpm)
 #   make check-package   the deb's life cycle in a booted Debian 12 container
+#   make check-fresh     make demo and make check on a pristine Debian 12 root
 #   make install DESTDIR=... PREFIX=...
 # Quiet unless V=1.
+#
+# Order: the targets that install packages (demo, check) do so first and
+# build in a sub-make; before the first object of each build
+# scripts/check-build-deps.sh checks (as root: installs) the compiler and
+# every pkg-config module; pkg-config runs only when a recipe needs its
+# flags, after that. So no flag is computed before the package that
+# provides it is installed, and a missing package is an error naming it,
+# never a link error.
 
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 PREFIX   ?= /usr
@@ -28,8 +41,10 @@ BUILD    ?= build
 
 CC       ?= cc
 PKGS     := libnftnl libmnl jansson libsystemd libssl libcrypto libcurl libseccomp
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Evaluated once, at first use in a recipe (not when the Makefile is parsed).
+PKG_CFLAGS = $(eval PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS)))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
+CMOCKA_LIBS = $(eval CMOCKA_LIBS := $(shell pkg-config --libs cmocka))$(CMOCKA_LIBS)
 
 # CFLAGS is the user's (optimisation, debug); SAN adds sanitizers to both
 # compile and link. Warnings and includes are always on.
@@ -75,7 +90,7 @@ $(BUILD)/cloudviz-agent: $(MAIN_OBJ) $(BUILD)/libagent.a
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libagent.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
 
 unit: $(UNIT_BIN)
 
@@ -97,14 +112,35 @@ $(BUILD)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/libagent.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Before the first object of a build: the compiler and the pkg-config
+# modules are there, or (as root) their Debian packages are installed now,
+# or one error names them. Order-only, so it never makes anything out of
+# date; one after the other, so that two apt runs never race. demo and check
+# have run scripts/install-deps.sh already and build with
+# BUILD_DEPS_INSTALL= (check only): a package missing from its list is then
+# an error, not quietly installed (make check-fresh relies on that).
+BUILD_DEPS_INSTALL ?= --install
+build-deps:
+	$(Q)scripts/check-build-deps.sh $(BUILD_DEPS_INSTALL) --cc "$(CC)" $(PKGS)
+build-deps-unit: build-deps
+	$(Q)scripts/check-build-deps.sh $(BUILD_DEPS_INSTALL) cmocka
+build-deps-fuzz: build-deps
+	$(Q)scripts/check-build-deps.sh $(BUILD_DEPS_INSTALL) --cc "$(CC)" --fuzzer
+$(LIB_OBJ) $(MAIN_OBJ): | build-deps
+$(UNIT_SRC:%.c=$(BUILD)/%.o): | build-deps-unit
+$(FUZZ_SRC:%.c=$(BUILD)/%.o): | build-deps-fuzz
+
+# Installing and building are two steps: what is built (in a sub-make) comes
+# after what it needs is installed, also under make -j.
 deps:
 	$(Q)scripts/install-deps.sh
 
 check: deps
-	$(Q)$(MAKE) --no-print-directory all unit asan
-	$(Q)tests/run-all.sh
+	$(Q)$(MAKE) --no-print-directory BUILD_DEPS_INSTALL= all unit asan
+	$(Q)BUILD_DEPS_INSTALL= tests/run-all.sh
 
-demo: deps all
+demo: deps
+	$(Q)$(MAKE) --no-print-directory BUILD_DEPS_INSTALL= all
 	$(Q)scripts/demo.sh $(BUILD)/cloudviz-agent
 
 # Everything the packages ship. The config files are installed only where
@@ -136,8 +172,16 @@ deb:
 rpm:
 	$(Q)packaging/rpm/build.sh
 
-check-package: deb rpm
+# One after the other: each build installs what it lacks first.
+check-package:
+	$(Q)$(MAKE) --no-print-directory deb
+	$(Q)$(MAKE) --no-print-directory rpm
 	$(Q)tests/package/run.sh
+
+# make demo and make check, as the README has them, in a pristine Debian 12
+# root (tests/fresh/README.md). Root.
+check-fresh:
+	$(Q)tests/fresh/run.py
 
 lint:
 	clang-tidy --quiet $(AGENT_SRC) -- $(filter-out -Wno-format-truncation,$(ALL_CFLAGS))
@@ -146,7 +190,8 @@ lint:
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all unit asan fuzz deps check demo install lint clean deb rpm check-package
+.PHONY: all unit asan fuzz deps check demo install lint clean deb rpm check-package check-fresh \
+	build-deps build-deps-unit build-deps-fuzz
 .DELETE_ON_ERROR:
 
 -include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)

@@ -11,8 +11,19 @@ set -eu
 if [ $# -gt 0 ]; then
 	PKGS="$*" strict=1
 else
-	PKGS="gcc make pkg-config time libnftnl-dev libmnl-dev libjansson-dev libsystemd-dev libssl-dev libcurl4-openssl-dev libseccomp-dev libcmocka-dev
-nftables iproute2 python3 iputils-ping procps util-linux clang systemd strace openssl groff-base man-db"
+	# Everything `make demo` and `make check` need on a Debian 12 minbase
+	# (debootstrap --variant=minbase, plus make); `make check-fresh` proves it.
+	# build: the compiler and the C library's headers (gcc only recommends
+	# libc6-dev), pkg-config and the libraries' -dev packages;
+	# unit tests: cmocka; fuzz: clang with its libFuzzer/ASan runtime
+	# (libclang-rt-14-dev: clang alone cannot link -fsanitize=fuzzer);
+	# integration: nft, ip, ping, ps/sysctl, unshare/nsenter/setpriv,
+	# systemd-journald/journalctl/systemd-analyze, strace, openssl (test
+	# PKI), man/groff (man page tests), python3, /etc/protocols (netbase:
+	# nft and the agent print "tcp", not "6"); benches: time.
+	PKGS="gcc libc6-dev make pkg-config time libnftnl-dev libmnl-dev libjansson-dev libsystemd-dev libssl-dev libcurl4-openssl-dev libseccomp-dev libcmocka-dev
+clang libclang-rt-14-dev
+nftables iproute2 python3 iputils-ping procps util-linux netbase systemd strace openssl groff-base man-db"
 	strict=0
 fi
 
@@ -35,7 +46,10 @@ fi
 
 echo "deps: installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >/dev/null
+# another apt (a parallel package build) may hold the lock: wait for it
+lock="-o DPkg::Lock::Timeout=600"
 # shellcheck disable=SC2086
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+apt-get $lock update -qq >/dev/null
+# shellcheck disable=SC2086
+apt-get $lock install -y -qq --no-install-recommends $missing >/dev/null
 echo "deps: installed:$missing"

@@ -22,8 +22,10 @@ out=build/packages
 topdir=$top/build/rpmbuild
 
 # Debian package names: rpmbuild itself, git for the file list, file for brp-strip,
+# dpkg-dev for dpkg-buildflags (the hardening flags below), libc6-dev (gcc only
+# recommends it),
 # and what the %build step compiles against (the Fedora names are the spec's BuildRequires).
-NEED="rpm git file gcc make pkg-config libnftnl-dev libmnl-dev libjansson-dev libsystemd-dev
+NEED="rpm git file dpkg-dev gcc libc6-dev make pkg-config libnftnl-dev libmnl-dev libjansson-dev libsystemd-dev
 libssl-dev libcurl4-openssl-dev libseccomp-dev"
 
 install_missing() {

@@ -156,42 +156,45 @@ def ensure_host_tools(r):
     host(["apt-get", "-qq", "-y", *lock, "install", "--no-install-recommends", *missing], env=env)
 
 
-def rootfs_wanted():
-    return "suite=%s mirror=%s variant=minbase include=%s\n" % (SUITE, MIRROR, ",".join(INCLUDE))
+def rootfs_wanted(include=INCLUDE, mirror=MIRROR):
+    return "suite=%s mirror=%s variant=minbase include=%s\n" % (SUITE, mirror, ",".join(include))
 
 
-def ensure_rootfs(r):
+def ensure_rootfs(r, tar=ROOTFS_TAR, include=INCLUDE, mirror=MIRROR):
     """The cached root file system: reused when present, built with the
     wanted packages and younger than 30 days; rebuilt otherwise. A lock
-    keeps two runs from building it at once."""
+    keeps two runs from building it at once. tests/fresh/run.py caches
+    another root (minbase plus make) with it."""
+    stamp_path = tar + ".stamp"
     os.makedirs(CACHE_DIR, mode=0o755, exist_ok=True)
     with open(os.path.join(CACHE_DIR, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         reason = None
         if os.environ.get("CVZ_ROOTFS_REBUILD") == "1":
             reason = "CVZ_ROOTFS_REBUILD=1"
-        elif not os.path.isfile(ROOTFS_TAR):
+        elif not os.path.isfile(tar):
             reason = "no cached root file system"
         else:
-            age = time.time() - os.stat(ROOTFS_TAR).st_mtime
-            stamp = open(ROOTFS_STAMP).read() if os.path.isfile(ROOTFS_STAMP) else ""
+            age = time.time() - os.stat(tar).st_mtime
+            stamp = open(stamp_path).read() if os.path.isfile(stamp_path) else ""
             if age > ROOTFS_MAX_AGE:
                 reason = "cache is %d days old" % (age // 86400)
-            elif stamp != rootfs_wanted():
+            elif stamp != rootfs_wanted(include, mirror):
                 reason = "cache was built with other packages"
             else:
                 r.note("reusing %s (%.1f days old, %d MB)" % (
-                    ROOTFS_TAR, age / 86400, os.path.getsize(ROOTFS_TAR) >> 20))
+                    tar, age / 86400, os.path.getsize(tar) >> 20))
                 return
-        r.note("building %s: %s" % (ROOTFS_TAR, reason))
+        r.note("building %s: %s" % (tar, reason))
         for old in os.listdir(CACHE_DIR):  # interrupted earlier builds
             if old.startswith("build."):
                 host(["rm", "-rf", "--one-file-system", os.path.join(CACHE_DIR, old)])
         work = tempfile.mkdtemp(prefix="build.", dir=CACHE_DIR)
         root = os.path.join(work, "root")
         t = time.monotonic()
-        p = host(["debootstrap", "--variant=minbase", "--include=" + ",".join(INCLUDE),
-                  SUITE, root, MIRROR], timeout=3600, check=False)
+        inc = ["--include=" + ",".join(include)] if include else []
+        p = host(["debootstrap", "--variant=minbase", *inc, SUITE, root, mirror],
+                 timeout=3600, check=False)
         if p.returncode != 0:
             raise Abort("debootstrap failed (exit %d):\n%s" % (p.returncode, tail(p.stdout, 40)))
         r.note("debootstrap took %.0f s" % (time.monotonic() - t))
@@ -200,20 +203,20 @@ def ensure_rootfs(r):
         # container takes its machine name).
         host(["sh", "-c", "rm -f var/cache/apt/archives/*.deb var/cache/apt/*.bin etc/hostname"
               " && rm -rf var/lib/apt/lists/* && mkdir -p var/lib/apt/lists/partial"], cwd=root)
-        tmp_tar = ROOTFS_TAR + ".tmp"
+        tmp_tar = tar + ".tmp"
         host(["tar", "-C", root, "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls",
               "-I", "zstd -T0 -q", "-cpf", tmp_tar, "."], timeout=1800)
-        os.rename(tmp_tar, ROOTFS_TAR)
-        with open(ROOTFS_STAMP, "w") as f:
-            f.write(rootfs_wanted())
+        os.rename(tmp_tar, tar)
+        with open(stamp_path, "w") as f:
+            f.write(rootfs_wanted(include, mirror))
         host(["rm", "-rf", "--one-file-system", work])
-        r.note("cached %s (%d MB)" % (ROOTFS_TAR, os.path.getsize(ROOTFS_TAR) >> 20))
+        r.note("cached %s (%d MB)" % (tar, os.path.getsize(tar) >> 20))
 
 
-def unpack_rootfs(dest):
+def unpack_rootfs(dest, tar=ROOTFS_TAR):
     os.makedirs(dest)
     host(["tar", "-C", dest, "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls",
-          "-I", "zstd", "-xpf", ROOTFS_TAR], timeout=600)
+          "-I", "zstd", "-xpf", tar], timeout=600)
 
 
 def find_deb():
