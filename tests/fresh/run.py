@@ -50,6 +50,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "package"))
 import lifecycle  # noqa: E402  (the cached root file system, host tools, Report)
+from netns import pid_alive  # noqa: E402  (tests/integration, on the path through lifecycle)
 
 SKIP_EXIT = 77
 INCLUDE = ("make",)  # what the README's commands need before they can start
@@ -100,16 +101,6 @@ def host_mirror():
                 if m and m.group(2) == lifecycle.SUITE and "main" in m.group(3).split():
                     return m.group(1)
     return "http://deb.debian.org/debian"
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_leftovers(r):
