@@ -243,9 +243,9 @@ static size_t first_ssh2_port(const char *s, size_t n, size_t from, size_t *d, s
  *   - With EXTRA, the first " port P ssh2: " is sshd's: U holds no ':'.
  *     What is around that first match decides; the EXTRA after it, which
  *     may imitate it, is never searched.
- * Either way the line must be whole: U cannot reach sshd's cut at 500
- * bytes (at most 100 bytes of it, 4 characters each, after a head of 33 or
- * more, is < 500), and a cut in EXTRA is after the address. */
+ * Either way a line sshd cut is no danger: U cannot reach the cut at 500
+ * bytes (a head of at most 53 bytes, then 100 bytes of U escaped to at
+ * most 400), and a cut in EXTRA is after the address. */
 static bool parse_failed(const char *s, size_t n, struct sshd_line *l)
 {
 	struct cur c = { s, n, 0 };

@@ -25,9 +25,11 @@
 
 enum sshd_kind {
 	SSHD_OTHER,         /* not a line about a failed login: ignored */
-	/* "Failed <method> for [invalid user ]U from A port P ssh2": one
-	   failed attempt, except method "none" (the client's probe, which
-	   sshd does not count either): attempts 0 */
+	/* "Failed <method> for [invalid user ]U from A port P ssh2" (for
+	   publickey, hostbased, gssapi-with-mic followed by ": " and the key
+	   or name, which sshd always writes for them): one failed attempt,
+	   except method "none" (the client's probe, which sshd does not count
+	   either): attempts 0 */
 	SSHD_FAILED,
 	/* "Invalid user U from A port P": a connection named an unknown user */
 	SSHD_INVALID_USER,
