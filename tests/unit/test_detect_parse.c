@@ -246,8 +246,8 @@ static void test_sshd_one_login_counts_once(void **state)
 	static const char *const one[] = {
 		"Invalid user admin from 203.0.113.5 port 52146",
 		"pam_unix(sshd:auth): check pass; user unknown",
-		"pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh "
-		"ruser= rhost=203.0.113.5",
+		("pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh "
+		 "ruser= rhost=203.0.113.5"),
 		"Failed password for invalid user admin from 203.0.113.5 port 52146 ssh2",
 		"Connection closed by invalid user admin 203.0.113.5 port 52146 [preauth]",
 	};
@@ -1015,7 +1015,7 @@ static void test_api_user(void **state)
 	/* 63 ASCII then a 2-byte character: the cut keeps no half of it */
 	char name[200] = "\"";
 	memset(name + 1, 'a', DETECT_USER_MAX - 1);
-	strcpy(name + DETECT_USER_MAX, "\\u00e9zz\"");
+	memcpy(name + DETECT_USER_MAX, "\\u00e9zz\"", sizeof("\\u00e9zz\""));
 	fill(line, sizeof(line), tmpl, name, NULL, 0);
 	assert_true(api(line, &l));
 	assert_true(l.user_truncated);
