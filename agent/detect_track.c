@@ -5,7 +5,7 @@
  * list through them (head: most recently seen), a free list, and (for
  * addresses and offenders) an open-addressing index, linear probing, load at
  * most 1/2, backward-shift deletion (no tombstones). Indices are uint32_t:
- * DETECT_TRACKED_MAX is 2^22.
+ * DETECT_TRACKED_MAX is 2^20.
  *
  * - addresses, keyed (source, address): the address's recent failure times,
  *   newest first, and its sshd connections;

@@ -56,7 +56,7 @@ struct detect_tracker;
  * EINVAL: max_tracked out of range). Memory grows with what is tracked up
  * to max_tracked, then stays: about 160 bytes an address with max_failures
  * 5 and one connection (8 bytes more for each max_failures above 5). */
-#define DETECT_TRACKED_MAX (1u << 22)
+#define DETECT_TRACKED_MAX (1u << 20) /* about 170 MB at max_failures 5: MemoryMax=1G */
 struct detect_tracker *detect_track_new(size_t max_tracked);
 void detect_track_free(struct detect_tracker *t);
 
