@@ -265,6 +265,8 @@ def _ssh_cmd(ns, src, dst, user, password, port, timeout):
             "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
             "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
             "-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=%d" % timeout,
+            # a connection the agent blocks midway gives up in seconds
+            "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=2",
             "-o", "BatchMode=no", dst, "true"]
 
 
