@@ -14,7 +14,7 @@ bench/detect_bench.py.
 
 The API, all of it:
 
-  Sshd(cleanups, tmp, ns, addrs, port=22, extra_config=())
+  Sshd(cleanups, tmp, ns, addrs, port=22, extra_config=(), users=None)
       .start(timeout=10), .stop(), .pid, .addrs, .port, .user, .password
       .lines(after=None)            its journal entries (every process of it)
   failed_logins(ns, src, dst, user, n, port=22, parallel=10)  -> [outcome]
@@ -142,11 +142,13 @@ class Sshd:
     """Debian's sshd listening on addrs (addresses of network namespace ns)
     at port. See the module doc."""
 
-    def __init__(self, cleanups, tmp, ns, addrs, port=22, extra_config=()):
+    def __init__(self, cleanups, tmp, ns, addrs, port=22, extra_config=(), users=None):
         self.ns, self.addrs, self.port = ns, list(addrs), port
         self.dir = os.path.join(tmp, "sshd-%s" % ns)
         self.extra_config = list(extra_config)
         self.user, self.password = "cvztuser", "cvzt-known-password"
+        self.users = {self.user: self.password}
+        self.users.update(users or {})
         self.proc = None
         self.start_cursor = ""
         cleanups.add(self.stop)
@@ -162,24 +164,28 @@ class Sshd:
         if not os.path.exists(key):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "cvzt",
                             "-f", key], check=True, capture_output=True)
-        uid = 60100
-        while True:
-            try:
-                pwd.getpwuid(uid)
-                uid += 1
-            except KeyError:
-                break
-        crypt = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=self.password,
-                               capture_output=True, text=True, check=True).stdout.strip()
         with open("/etc/passwd") as f:
-            passwd = f.read()
+            passwd = f.read().rstrip("\n") + "\n"
         with open("/etc/shadow") as f:
-            shadow = f.read()
+            shadow = f.read().rstrip("\n") + "\n"
+        uid = 60100
+        for name, password in self.users.items():
+            while True:
+                try:
+                    pwd.getpwuid(uid)
+                    uid += 1
+                except KeyError:
+                    break
+            crypt = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password,
+                                   capture_output=True, text=True, check=True).stdout.strip()
+            passwd += "%s:x:%d:65534:cvzt:/:/bin/sh\n" % (name, uid)
+            shadow += "%s:%s:19000:0:99999:7:::\n" % (name, crypt)
+            uid += 1
         with open(os.path.join(self.dir, "passwd"), "w") as f:
-            f.write(passwd.rstrip("\n") + "\n%s:x:%d:65534:cvzt:/:/bin/sh\n" % (self.user, uid))
+            f.write(passwd)
         with open(os.path.join(self.dir, "shadow"), "w") as f:
             os.fchmod(f.fileno(), 0o640)
-            f.write(shadow.rstrip("\n") + "\n%s:%s:19000:0:99999:7:::\n" % (self.user, crypt))
+            f.write(shadow)
         lines = ["Port %d" % self.port]
         lines += ["ListenAddress %s" % a for a in self.addrs]
         lines += ["HostKey %s" % key, "PidFile none",
