@@ -70,13 +70,20 @@ def wait_unblocked(d, addr, timeout=10.0):
                                    timeout, 0.1)[0])
 
 
+ANY = object()  # check_alert(user=ANY): the user is not checked
+
+
 def check_alert(r, j, what, mark, addr, source, user, attempts=None, timeout=5.0):
     """A security_alert about addr after journal mark, with the fields the
-    contract promises; attempts None: any number >= 1."""
+    contract promises; attempts None: any number >= 1; user: a value, a
+    predicate, or ANY."""
     e = j.wait("security_alert", mark, timeout, match=lambda e: e.get("CLOUDVIZ_ADDR") == addr)
-    want_attempts = (lambda v: v.isdigit() and int(v) >= 1) if attempts is None else attempts
-    return j.check(r, what, e, "security_alert", addr=addr, alert_type="multiple_failed_logins",
-                   severity="high", source=source, user=user, attempts=want_attempts)
+    fields = {"addr": addr, "alert_type": "multiple_failed_logins", "severity": "high",
+              "source": source,
+              "attempts": (lambda v: v.isdigit() and int(v) >= 1) if attempts is None else attempts}
+    if user is not ANY:
+        fields["user"] = user
+    return j.check(r, what, e, "security_alert", **fields)
 
 
 def check_block(r, j, what, mark, addr, ttl, timeout=5.0):
