@@ -17,9 +17,11 @@ The API, all of it:
   Sshd(cleanups, tmp, ns, addrs, port=22, extra_config=(), users=None)
       .start(timeout=10), .stop(), .pid, .addrs, .port, .user, .password
       .lines(after=None)            its journal entries (every process of it)
+  Logins(ns, src, dst, user, n, port=22).wait(timeout=20)    -> [outcome]
+      n logins at once, in the background until wait()
   failed_logins(ns, src, dst, user, n, port=22, parallel=10)  -> [outcome]
   login(ns, src, dst, user, password, port=22)                -> outcome
-      (REFUSED, LOGGED_IN or "exit N: ssh's last stderr line")
+      (REFUSED, LOGGED_IN, CUT or "exit N: ssh's last stderr line")
   connect_outcome(ns, src, dst, port=22, timeout=1.0)         -> netns outcome
   message_form(msg)                 msg with addresses and numbers replaced
   missing_tools()                   what is not installed (a test skips on it)
@@ -72,6 +74,7 @@ from jtools import journal, journal_cursor
 SSHD = "/usr/sbin/sshd"
 REFUSED = "refused"      # sshd said "Permission denied" (wrong password, unknown user)
 LOGGED_IN = "logged in"
+CUT = "cut"              # no answer in time: killed (a block made while it was in flight)
 TOOLS = ("sshd", "ssh", "ssh-keygen", "sshpass", "journalctl", "unshare", "openssl")
 
 # Runs in sshd's own mount namespace; $1 is a private staging directory.
@@ -268,11 +271,9 @@ def _ssh_cmd(ns, src, dst, user, password, port, timeout):
     return ["ip", "netns", "exec", ns, "sshpass", "-p", password,
             "ssh", "-F", "/dev/null", "-b", src, "-p", str(port), "-l", user,
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=INFO",
             "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
             "-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=%d" % timeout,
-            # a connection the agent blocks midway gives up in seconds
-            "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=2",
             "-o", "BatchMode=no", dst, "true"]
 
 
@@ -296,28 +297,46 @@ def _outcome(code, stderr):
     return "exit %d: %s" % (code, last[0])
 
 
+class Logins:
+    """n logins as user with a wrong password from source address src in
+    network namespace ns to dst:port, all at once, each its own ssh
+    connection making one password attempt. wait() gives their outcomes."""
+
+    def __init__(self, ns, src, dst, user, n, port=22, password="wrong-password",
+                 connect_timeout=10):
+        self.procs = [subprocess.Popen(_ssh_cmd(ns, src, dst, user, password, port,
+                                                connect_timeout),
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE, text=True)
+                      for _ in range(n)]
+
+    def wait(self, timeout=20):
+        """One outcome per login: REFUSED (sshd said "Permission denied"),
+        LOGGED_IN, CUT (still waiting for sshd's answer after timeout
+        seconds: killed; what a block made while a login is in flight does
+        to it), or "exit N: ssh's last line"."""
+        deadline = time.monotonic() + timeout
+        out = []
+        for p in self.procs:
+            try:
+                _, err = p.communicate(timeout=max(0.0, deadline - time.monotonic()))
+                out.append(_outcome(p.returncode, err))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+                out.append(CUT)
+        return out
+
+
 def failed_logins(ns, src, dst, user, n, port=22, parallel=10, password="wrong-password",
                   timeout=20):
-    """n logins as user with a wrong password from source address src in
-    network namespace ns to dst:port, each its own ssh connection making
-    one password attempt; up to `parallel` at a time (PAM's delay on a
-    failure is 2 s, so n in a row would take 2n s). Returns one outcome per
-    login: REFUSED (sshd said "Permission denied"), LOGGED_IN, or
-    "exit N: ssh's last line" (e.g. a connect timeout once blocked)."""
+    """Logins(...) of n, up to `parallel` at a time (PAM's delay on a
+    failure is 2 s, so n in a row would take 2n s); their outcomes."""
     out = []
     step = max(1, parallel)
     for first in range(0, n, step):
-        procs = [subprocess.Popen(_ssh_cmd(ns, src, dst, user, password, port, timeout // 2),
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
-                 for _ in range(first, min(n, first + step))]
-        for p in procs:
-            try:
-                _, err = p.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                _, err = p.communicate()
-            out.append(_outcome(p.returncode, err))
+        out += Logins(ns, src, dst, user, min(step, n - first), port, password,
+                      timeout // 2).wait(timeout)
     return out
 
 
