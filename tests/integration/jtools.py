@@ -11,6 +11,7 @@ detection's tests (docs/detect.md) and bench/detect_bench.py.
         .native(fields)              one entry over journald's native protocol
         .pid, .stop()
     journald_pid()                 the private journald's pid
+    paused_journald(cleanups)      a context: journald stopped for its body
     restart_journald(cleanups, sig=signal.SIGTERM)
                                    ends it by pid and starts it again
 
@@ -18,15 +19,18 @@ What journald records as the writer's trusted fields comes from the kernel:
 _PID and _UID from the socket's credentials, _COMM from /proc/PID/comm
 (Writer sets it with prctl(PR_SET_NAME)), _EXE from /proc/PID/exe (with
 exe=PATH the writer is a copy of the Python interpreter at PATH, so _EXE is
-PATH and _COMM its base name). journald reads /proc when the datagram
-arrives, which is why a Writer stays alive: a process that has exited by
-then gets neither _COMM nor _EXE.
+PATH and _COMM its base name). journald reads /proc when a pid's
+datagram arrives and reuses what it read for that pid for 5 s
+(journald-context.c), which is why a Writer stays alive: a line that
+arrives after its process exited, as the pid's first or past those 5 s,
+gets neither _COMM nor _EXE (paused_journald() arranges that).
 
 Everything here must run inside with-journald's mount namespace (the test
 scripts' harness.main(..., journald=True) puts them there): the sockets
 under /run/systemd/journal are then the private journald's.
 """
 
+import contextlib
 import ctypes
 import json
 import os
@@ -211,6 +215,31 @@ def journald_pid():
         if ppid == os.getppid() and _exe(int(name)) == want and _state(int(name)) != "Z":
             return int(name)
     return None
+
+
+@contextlib.contextmanager
+def paused_journald(cleanups):
+    """Stops the private journald (SIGSTOP) for the body and lets it go on
+    (SIGCONT) after it, also when the body raises or the test is
+    interrupted: what is sent meanwhile waits in its sockets, and a sender
+    that exits before journald goes on leaves lines without _COMM and
+    _EXE, as a process that exits right after logging does on a busy
+    host."""
+    pid = journald_pid()
+    if pid is None:
+        raise RuntimeError("no private journald to pause")
+
+    def resume():
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    cleanups.add(resume)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield pid
+    finally:
+        resume()
 
 
 def wait_journald(timeout=10):
