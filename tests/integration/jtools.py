@@ -9,6 +9,8 @@ detection's tests (docs/detect.md) and bench/detect_bench.py.
         .syslog(msg, ident="sshd")   one syslog datagram to /dev/log's socket,
                                      the way glibc's syslog(3) sends it
         .native(fields)              one entry over journald's native protocol
+        .stdout(msg, ident="sshd")   one line on a stream to journald, as a
+                                     service's stdout (_TRANSPORT=stdout)
         .pid, .stop()
     journald_pid()                 the private journald's pid
     paused_journald(cleanups)      a context: journald stopped for its body
@@ -45,6 +47,7 @@ import time
 JOURNALD = "/lib/systemd/systemd-journald"
 DEV_LOG = "/run/systemd/journal/dev-log"
 NATIVE = "/run/systemd/journal/socket"
+STDOUT = "/run/systemd/journal/stdout"
 SYSTEM_PYTHON = "/usr/bin/python3"
 PR_SET_NAME, PR_SET_PDEATHSIG = 15, 1
 LOG_AUTH, LOG_INFO = 4, 6
@@ -148,6 +151,12 @@ class Writer:
         """One entry with these fields (MESSAGE, SYSLOG_IDENTIFIER, ...)."""
         self._ask({"native": fields})
 
+    def stdout(self, msg, ident="sshd"):
+        """msg as one line on a stream to journald's stdout socket (what a
+        service's stdout is under systemd: _TRANSPORT=stdout); the stream
+        is opened at the first call, with ident, and kept."""
+        self._ask({"stdout": msg, "ident": ident})
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.stdin.close()
@@ -164,10 +173,19 @@ def _writer_main(comm):
     if comm:
         libc.prctl(PR_SET_NAME, comm.encode()[:15], 0, 0, 0)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stream = None
     print("ready", flush=True)
     for line in sys.stdin:
         req = json.loads(line)
-        if "native" in req:
+        if "stdout" in req:
+            if stream is None:
+                stream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                stream.connect(STDOUT)
+                # identifier, unit, priority, level prefix, forward to
+                # syslog, kmsg, console (journald-stream.c)
+                stream.sendall(("%s\n\n%d\n0\n0\n0\n0\n" % (req["ident"], LOG_INFO)).encode())
+            stream.sendall(req["stdout"].encode() + b"\n")
+        elif "native" in req:
             s.sendto(_native_datagram(req["native"]), NATIVE)
         else:
             s.sendto(_syslog_datagram(req["syslog"], req["ident"], req["facility"],
