@@ -20,10 +20,13 @@ else
 	# integration: nft, ip, ping, ps/sysctl, unshare/nsenter/setpriv,
 	# systemd-journald/journalctl/systemd-analyze, strace, openssl (test
 	# PKI), man/groff (man page tests), python3, /etc/protocols (netbase:
-	# nft and the agent print "tcp", not "6"); benches: time.
+	# nft and the agent print "tcp", not "6"), Debian's real sshd and
+	# sshpass (local detection's tests: failed logins in namespaces);
+	# benches: time.
 	PKGS="gcc libc6-dev make pkg-config time libnftnl-dev libmnl-dev libjansson-dev libsystemd-dev libssl-dev libcurl4-openssl-dev libseccomp-dev libcmocka-dev
 clang libclang-rt-14-dev
-nftables iproute2 python3 iputils-ping procps util-linux netbase systemd strace openssl groff-base man-db"
+nftables iproute2 python3 iputils-ping procps util-linux netbase systemd strace openssl groff-base man-db
+openssh-server sshpass"
 	strict=0
 fi
 
@@ -46,6 +49,19 @@ fi
 
 echo "deps: installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
+# A daemon package (openssh-server, systemd) must never start its service on
+# this host: the tests run their own sshd in namespaces, and an sshd on the
+# host's port 22 is not ours to start. invoke-rc.d and deb-systemd-invoke ask
+# policy-rc.d; where none exists, one that refuses (101) is put in place for
+# this install and removed afterwards. An existing one is left alone.
+policy_rcd=/usr/sbin/policy-rc.d
+if [ ! -e "$policy_rcd" ] && [ ! -L "$policy_rcd" ]; then
+	printf '#!/bin/sh\n# install-deps.sh: no service starts during this install\nexit 101\n' >"$policy_rcd.cvz-deps"
+	chmod 0755 "$policy_rcd.cvz-deps"
+	mv "$policy_rcd.cvz-deps" "$policy_rcd"
+	trap 'rm -f "$policy_rcd"' EXIT
+	trap 'exit 130' INT TERM
+fi
 # another apt (a parallel package build) may hold the lock: wait for it
 lock="-o DPkg::Lock::Timeout=600"
 # shellcheck disable=SC2086
