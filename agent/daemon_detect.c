@@ -581,16 +581,18 @@ static int seek_start(struct detect *dt)
 {
 	const struct state_extra *sx = &dt->d->sx;
 	int64_t back = (int64_t)widest_window(dt->cfg) * 1000000;
+	int64_t now = now_us();
 	if (sx->detect_cursor[0]) {
 		dt->replaying = true;
 		memcpy(dt->replay_cursor, sx->detect_cursor, sizeof(dt->replay_cursor));
-		dt->replay_us = sx->detect_cursor_us;
+		/* a line written after this start was never read before, whatever
+		   the saved time says (a clock set back, a cursor gone) */
+		dt->replay_us = sx->detect_cursor_us < now ? sx->detect_cursor_us : now;
 		memcpy(dt->cursor, sx->detect_cursor, sizeof(dt->cursor));
 		dt->cursor_us = sx->detect_cursor_us;
-		int64_t from = sx->detect_cursor_us > back ? sx->detect_cursor_us - back : 0;
+		int64_t from = dt->replay_us > back ? dt->replay_us - back : 0;
 		return sd_journal_seek_realtime_usec(dt->j, (uint64_t)from);
 	}
-	int64_t now = now_us();
 	return sd_journal_seek_realtime_usec(dt->j, (uint64_t)(now > back ? now - back : 0));
 }
 
