@@ -32,6 +32,11 @@
 #define PIDS 4096                    /* sender pids remembered (a power of two) */
 #define PID_MEMORY_US (600 * 1000000LL) /* sshd's LoginGraceTime is 120 s */
 #define CURSOR_SAVE_USEC (300 * 1000000ULL) /* cursor alone: saved this often */
+/* journald tells readers of new entries at most every 250 ms
+ * (POST_CHANGE_TIMER_INTERVAL_USEC in journald-server.c): while a source's
+ * failures are coming in, the journal is also read this often, for
+ * window seconds after the last one; idle, inotify alone wakes the agent */
+#define POLL_USEC (10 * 1000ULL)
 #define OFFENDERS_SAVED 65536
 
 /* A sender seen on a trusted line: its later lines may lack _COMM/_EXE
@@ -59,7 +64,9 @@ struct detect {
 	struct daemon *d;
 	const struct detect_config *cfg; /* d->cfg's, or the new one during a reload */
 	sd_journal *j;
-	sd_event_source *io, *more, *journal_timer, *cursor_timer;
+	sd_event_source *io, *more, *journal_timer, *cursor_timer, *poll_timer;
+	uint64_t active_until;  /* CLOCK_MONOTONIC usec: read every POLL_USEC until then */
+	bool saw_failure;       /* a line of a source was counted in this read */
 	struct detect_tracker *t;
 	struct pid_seen pids[PIDS];
 	/* replay of the window before the saved cursor */
@@ -247,6 +254,7 @@ static void count_line(struct detect *dt, sd_journal *j, int64_t when_us, bool r
 	struct detect_verdict v;
 	if (detect_track_feed(dt->t, &o, lim, &v) < 0)
 		return;
+	dt->saw_failure = true;
 	dt->st.failures += v.added;
 	/* in a replay the block was made (or refused) before the stop */
 	if (v.trigger && !replay)
@@ -491,12 +499,29 @@ static void arm_journal_timer(struct detect *dt)
 	sd_event_source_set_enabled(dt->journal_timer, SD_EVENT_ONESHOT);
 }
 
+static uint32_t widest_window(const struct detect_config *c);
+
+static uint64_t mono_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 static void drain(struct detect *dt)
 {
 	(void)sd_journal_process(dt->j);
+	dt->saw_failure = false;
 	bool more = read_some(dt);
 	sd_event_source_set_enabled(dt->more, more ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
 	arm_journal_timer(dt);
+	uint64_t now = mono_usec();
+	if (dt->saw_failure)
+		dt->active_until = now + (uint64_t)widest_window(dt->cfg) * 1000000;
+	if (now < dt->active_until) {
+		sd_event_source_set_time(dt->poll_timer, now + POLL_USEC);
+		sd_event_source_set_enabled(dt->poll_timer, SD_EVENT_ONESHOT);
+	}
 }
 
 static int on_journal(sd_event_source *s, int fd, uint32_t revents, void *ud)
@@ -506,6 +531,12 @@ static int on_journal(sd_event_source *s, int fd, uint32_t revents, void *ud)
 }
 
 static int on_more(sd_event_source *s, void *ud)
+{
+	drain(ud);
+	return 0;
+}
+
+static int on_poll_timer(sd_event_source *s, uint64_t usec, void *ud)
 {
 	drain(ud);
 	return 0;
@@ -603,6 +634,7 @@ static void detect_free(struct detect *dt)
 	sd_event_source_unref(dt->io);
 	sd_event_source_unref(dt->more);
 	sd_event_source_unref(dt->journal_timer);
+	sd_event_source_unref(dt->poll_timer);
 	sd_event_source_unref(dt->cursor_timer);
 	sd_journal_close(dt->j);
 	detect_track_free(dt->t);
@@ -649,6 +681,8 @@ static int detect_start_with(struct daemon *d, const struct agent_config *cfg, c
 		r = r < 0 ? r : sd_event_add_defer(d->ev, &dt->more, on_more, dt);
 		r = r < 0 ? r : sd_event_add_time(d->ev, &dt->journal_timer, CLOCK_MONOTONIC, 0, 0,
 						  on_journal_timer, dt);
+		r = r < 0 ? r : sd_event_add_time(d->ev, &dt->poll_timer, CLOCK_MONOTONIC, 0, 1000,
+						  on_poll_timer, dt);
 		r = r < 0 ? r : sd_event_add_time_relative(d->ev, &dt->cursor_timer, CLOCK_MONOTONIC,
 							   CURSOR_SAVE_USEC, 0, on_cursor_timer, dt);
 		if (r < 0)
