@@ -6,6 +6,9 @@
 #                                    reports what is missing
 #   scripts/install-deps.sh PKG...   exactly these (the package builds);
 #                                    without root, missing ones are an error
+#                                    (bench/detect_bench.py installs its
+#                                    peers so: fail2ban sshguard
+#                                    python3-systemd)
 set -eu
 
 if [ $# -gt 0 ]; then
@@ -46,10 +49,33 @@ fi
 
 echo "deps: installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
+# A daemon package (openssh-server, systemd) must never start its service on
+# this host: the tests run their own sshd in namespaces, and an sshd on the
+# host's port 22 is not ours to start. invoke-rc.d and deb-systemd-invoke ask
+# policy-rc.d; where none exists, one that refuses (101) is put in place for
+# this install and removed afterwards. An existing one is left alone.
+policy_rcd=/usr/sbin/policy-rc.d
+if [ ! -e "$policy_rcd" ] && [ ! -L "$policy_rcd" ]; then
+	printf '#!/bin/sh\n# install-deps.sh: no service starts during this install\nexit 101\n' >"$policy_rcd.cvz-deps"
+	chmod 0755 "$policy_rcd.cvz-deps"
+	mv "$policy_rcd.cvz-deps" "$policy_rcd"
+	trap 'rm -f "$policy_rcd"' EXIT
+	trap 'exit 130' INT TERM
+fi
 # another apt (a parallel package build) may hold the lock: wait for it
 lock="-o DPkg::Lock::Timeout=600"
 # shellcheck disable=SC2086
 apt-get $lock update -qq >/dev/null
 # shellcheck disable=SC2086
 apt-get $lock install -y -qq --no-install-recommends $missing >/dev/null
+# The benches' peers (bench/detect_bench.py: fail2ban, sshguard) run only
+# inside the bench's namespaces, against its private journald: their units
+# are disabled too (systemctl works on the unit files without a running
+# systemd, and disables the SysV script as well), so that no boot of this
+# host starts them on its journal and ruleset.
+for p in $missing; do
+	case $p in
+	fail2ban | sshguard) systemctl disable --quiet "$p.service" 2>/dev/null || true ;;
+	esac
+done
 echo "deps: installed:$missing"
