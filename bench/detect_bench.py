@@ -537,6 +537,10 @@ class Peer:
     def ready(self, poller):
         return True
 
+    def errors(self):
+        """What the peer logged as errors so far."""
+        return []
+
     def health(self):
         """Raises BenchError when the peer is not well; returns extra facts."""
         if not self.alive():
@@ -552,9 +556,9 @@ class Peer:
             self.fail("exited before it was stopped")
         os.kill(self.proc.pid, signal.SIGTERM)
         try:
-            rc = self.proc.wait(60)
+            rc = self.proc.wait(180)
         except subprocess.TimeoutExpired:
-            self.fail("did not exit within 60 s of SIGTERM")
+            self.fail("did not exit within 180 s of SIGTERM")
         if rc not in self.ok_exit:
             self.fail("exit status %d after SIGTERM" % rc)
         return rc
@@ -619,15 +623,20 @@ class Fail2banPeer(Peer):
                               capture_output=True, text=True, timeout=60)
 
     def ready(self, poller):
-        return self.client("status", "sshd").returncode == 0
+        # its log, not `status sshd`: asked before the jail exists, that is
+        # an error fail2ban logs
+        return "Jail 'sshd' started" in self.log_tail(1 << 20)
+
+    def errors(self):
+        return [line for line in self.log_tail(1 << 30).splitlines()
+                if " ERROR " in line or " CRITICAL " in line]
 
     def health(self):
         super().health()
         p = self.client("status", "sshd")
         if p.returncode != 0:
             self.fail("`fail2ban-client status sshd` exited %d: %s" % (p.returncode, p.stderr))
-        errors = [line for line in self.log_tail(1 << 30).splitlines()
-                  if " ERROR " in line or " CRITICAL " in line]
+        errors = self.errors()
         if errors:
             self.fail("%d error lines in its log, e.g. %s" % (len(errors), errors[0]))
         m = re.search(r"Total failed:\s*(\d+)", p.stdout)
@@ -798,9 +807,13 @@ def inner_main(p):
         res["start_s"] = time.time() - t0
         # the decoy (4 failures) and the warm-up (5): the pipeline works
         Writer("warmup").finish(60)
-        if not poller.wait(lambda: WARMUP in poller.seen_addr(), 30):
-            peer.fail("did not block the warm-up address %s within 30 s of its 5th failure"
-                      % WARMUP)
+        t0 = time.time()
+        while not poller.wait(lambda: WARMUP in poller.seen_addr(), 0.5):
+            if peer.errors():
+                peer.fail("logged an error before blocking the warm-up address %s" % WARMUP)
+            if time.time() - t0 > 30:
+                peer.fail("did not block the warm-up address %s within 30 s of its 5th "
+                          "failure" % WARMUP)
         lines_before = 2 + 2 * FAILURES - 1  # listening, decoy, warm-up
         if measure == "latency":
             res.update(run_latency(p, peer, poller))
@@ -1019,19 +1032,24 @@ def report(args, res):
         print("\n== 2. flood: %d lines, %d addresses x %d, interleaved, %d lines/s; wait capped "
               "at %d s after the last line" % (args.flood * FAILURES, args.flood, FAILURES,
                                                 args.rate, args.cap))
-        print("%-12s %8s %13s %22s %9s %9s %9s %12s %10s"
-              % ("peer", "write s", "blocked", "last block - last line", "CPU s", "user s",
-                 "sys s", "tree peak", "main HWM"))
+        print("%-12s %7s %13s %19s %8s %8s %8s %9s %12s %10s"
+              % ("peer", "write s", "blocked", "last block - line", "CPU s", "user s",
+                 "sys s", "ms/block", "tree peak", "main HWM"))
         for peer in PEERS:
             r = fl.get(peer)
             if not r:
                 continue
             w = r["writer"]
-            print("%-12s %8.1f %7d/%-5d %20s s %9.2f %9.2f %9.2f %8.1f MiB %6.1f MiB"
+            print("%-12s %7.1f %7d/%-5d %17s s %8.2f %8.2f %8.2f %9s %8.1f MiB %6.1f MiB"
                   % (peer, w["end"] - w["start"], r["blocked"], args.flood,
                      fmt(r["last_block_after_last_line_s"]), r["cpu"]["usage"], r["cpu"]["user"],
-                     r["cpu"]["system"], r["tree_peak_kib"] / 1024,
-                     (r["main_hwm_kib"] or 0) / 1024))
+                     r["cpu"]["system"],
+                     fmt(r["cpu"]["usage"] * 1000 / r["blocked"] if r["blocked"] else None),
+                     r["tree_peak_kib"] / 1024, (r["main_hwm_kib"] or 0) / 1024))
+        print("(set dumps: %s)" % "; ".join(
+            "%s every %s ms, %s ms each" % (peer, fmt(fl[peer]["poll"]["period_ms"], "%.0f"),
+                                          fmt(fl[peer]["poll"]["dump_ms"], "%.1f"))
+            for peer in PEERS if peer in fl))
     mem = res.get("memory", {}).get("agent")
     if mem:
         print("\n== 3. memory: the agent, %d addresses x 1 failure (below the threshold), "
