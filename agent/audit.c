@@ -57,6 +57,7 @@ static const struct {
 	[AE_CREDENTIALS_RELOADED] = { "credentials_reloaded", "67601112f94c4a09a6ae51f29e5bd61b", LOG_NOTICE },
 	[AE_CREDENTIALS_REJECTED] = { "credentials_rejected", "a689228697ef487282b5a017c1e48147", LOG_ERR },
 	[AE_LOCKDOWN_CHANGED] = { "lockdown_changed", "65bb1c8c1a8d4022aea918d163a64eba", LOG_WARNING },
+	[AE_SECURITY_ALERT] = { "security_alert", "4f0d2b6c9e7a43c1b8a5d3e2f6c7a901", LOG_WARNING },
 };
 
 static int journal_fd = -1;
@@ -268,6 +269,14 @@ static void build(struct entry *e, enum audit_event ev, const struct audit_field
 		field_num(e, "CLOUDVIZ_DAYS_LEFT", f->days);
 	if (f && f->has_http)
 		field_num(e, "CLOUDVIZ_HTTP_STATUS", f->http_status);
+	if (f && f->alert_type)
+		field(e, "CLOUDVIZ_ALERT_TYPE", f->alert_type);
+	if (f && f->source)
+		field(e, "CLOUDVIZ_SOURCE", f->source);
+	if (f && f->user)
+		field_clean(e, "CLOUDVIZ_USER", f->user);
+	if (f && f->has_attempts)
+		field_num(e, "CLOUDVIZ_ATTEMPTS", (long long)f->attempts);
 	if (dropped)
 		field_num(e, "CLOUDVIZ_DROPPED_EVENTS", (long long)dropped);
 	field(e, "CODE_FILE", file);

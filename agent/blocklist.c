@@ -12,13 +12,13 @@
 static const char *const origin_names[ORIGIN_COUNT] = {
 	[ORIGIN_POLICY] = "policy",     [ORIGIN_FILE] = "file",
 	[ORIGIN_OPERATOR] = "operator", [ORIGIN_CONTROL] = "control",
-	[ORIGIN_CROWDSEC] = "crowdsec",
+	[ORIGIN_CROWDSEC] = "crowdsec",   [ORIGIN_DETECT] = "detect",
 };
 
 static const size_t origin_max[ORIGIN_COUNT] = {
 	[ORIGIN_POLICY] = CVZ_LIST_ENTRIES_MAX,       [ORIGIN_FILE] = CVZ_LIST_ENTRIES_MAX,
 	[ORIGIN_OPERATOR] = CVZ_OPERATOR_ENTRIES_MAX, [ORIGIN_CONTROL] = CVZ_CONTROL_ENTRIES_MAX,
-	[ORIGIN_CROWDSEC] = CVZ_CROWDSEC_ENTRIES_MAX,
+	[ORIGIN_CROWDSEC] = CVZ_CROWDSEC_ENTRIES_MAX, [ORIGIN_DETECT] = CVZ_DETECT_ENTRIES_MAX,
 };
 
 size_t bl_origin_max(enum bl_origin o)

@@ -249,11 +249,368 @@ static void key_control_api(struct jctx *c, const char *path, json_t *v, void *t
 			       required[i].key);
 }
 
+
+/* ---- detect --------------------------------------------------------------- */
+
+/* Thresholds given in the section (base) and per source (over); composed
+ * after the whole section was read, so key order does not matter. */
+enum { L_MAX_FAILURES = 1, L_WINDOW = 2, L_TTL = 4, L_ESCALATE = 8, L_MAX_TTL = 16 };
+
+struct detect_limits_set {
+	struct detect_limits lim;
+	unsigned set;
+};
+
+struct detect_parse {
+	struct detect_config *dc;
+	struct detect_limits_set base, over[DETECT_SOURCES];
+	bool matched[DETECT_SOURCES]; /* unit/exe/comm given: replaces the defaults */
+	enum detect_source_id cur;    /* the per-source section being read */
+};
+
+static const char *const detect_source_names[DETECT_SOURCES] = {
+	[DETECT_SSHD] = "sshd",
+	[DETECT_API] = "cloudviz-api",
+};
+
+const char *detect_source_name(enum detect_source_id s)
+{
+	return (unsigned)s < DETECT_SOURCES ? detect_source_names[s] : "unknown";
+}
+
+static void detect_source_item(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	struct detect_parse *dp = t;
+	if (!jp_want(c, path, v, JSON_STRING, "a source name"))
+		return;
+	for (int i = 0; i < DETECT_SOURCES; i++)
+		if (strcmp(json_string_value(v), detect_source_names[i]) == 0) {
+			if (dp->dc->src[i].enabled)
+				jp_err(c, path, false, "\"%s\" is listed twice", detect_source_names[i]);
+			dp->dc->src[i].enabled = true;
+			return;
+		}
+	jp_err(c, path, false, "unknown source \"%.*s\" (expected sshd or cloudviz-api)",
+	       utf8_prefix(json_string_value(v), 40), json_string_value(v));
+}
+
+static void key_sources(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	struct detect_parse *dp = t;
+	for (int i = 0; i < DETECT_SOURCES; i++)
+		dp->dc->src[i].enabled = false;
+	jp_array(c, path, v, "a list of source names", detect_source_item, dp);
+}
+
+/* The thresholds' ranges: written once, used by the section and by each
+ * source (docs/config.md). */
+#define DETECT_WINDOW_MAX 86400
+
+static void limit_key(struct jctx *c, const char *path, json_t *v, struct detect_limits_set *l,
+		      unsigned which)
+{
+	json_int_t n;
+	switch (which) {
+	case L_MAX_FAILURES:
+		if (int_in(c, path, v, 1, DETECT_MAX_FAILURES_MAX, &n))
+			l->lim.max_failures = (uint32_t)n;
+		break;
+	case L_WINDOW:
+		if (int_in(c, path, v, 1, DETECT_WINDOW_MAX, &n))
+			l->lim.window = (uint32_t)n;
+		break;
+	case L_TTL:
+		if (int_in(c, path, v, 1, CVZ_TTL_MAX, &n))
+			l->lim.ttl = (uint64_t)n;
+		break;
+	case L_ESCALATE:
+		if (int_in(c, path, v, 1, 100, &n))
+			l->lim.escalate = (uint32_t)n;
+		break;
+	case L_MAX_TTL:
+		if (int_in(c, path, v, 1, CVZ_TTL_MAX, &n))
+			l->lim.max_ttl = (uint64_t)n;
+		break;
+	default:
+		return;
+	}
+	l->set |= which;
+}
+
+#define DETECT_LIMIT_KEYS(name, bit)                                                  \
+	static void key_d_##name(struct jctx *c, const char *path, json_t *v, void *t)    \
+	{                                                                             \
+		limit_key(c, path, v, &((struct detect_parse *)t)->base, bit);        \
+	}                                                                             \
+	static void key_s_##name(struct jctx *c, const char *path, json_t *v, void *t)    \
+	{                                                                             \
+		struct detect_parse *dp = t;                                          \
+		limit_key(c, path, v, &dp->over[dp->cur], bit);                       \
+	}
+DETECT_LIMIT_KEYS(max_failures, L_MAX_FAILURES)
+DETECT_LIMIT_KEYS(window, L_WINDOW)
+DETECT_LIMIT_KEYS(ttl, L_TTL)
+DETECT_LIMIT_KEYS(escalate, L_ESCALATE)
+DETECT_LIMIT_KEYS(max_ttl, L_MAX_TTL)
+
+static void key_max_tracked(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	json_int_t n;
+	if (int_in(c, path, v, 1, DETECT_TRACKED_MAX, &n))
+		((struct detect_parse *)t)->dc->max_tracked = (uint32_t)n;
+}
+
+/* One value of unit, exe or comm: what journald would store in the
+ * trusted field, so it can match at all. */
+struct match_list {
+	struct detect_parse *dp;
+	char **v;
+	size_t *n;
+	const char *field; /* "unit", "exe", "comm" */
+};
+
+static void match_item(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	struct match_list *m = t;
+	if (!jp_want(c, path, v, JSON_STRING, "a string"))
+		return;
+	const char *s = json_string_value(v);
+	size_t n = strlen(s);
+	bool ok = n > 0 && n < 256;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (unsigned char)s[i] > 0x20 && s[i] != 0x7f;
+	if (!ok) {
+		jp_err(c, path, false, "\"%.*s\" is not a %s: 1-255 printable characters, no spaces",
+		       utf8_prefix(s, 60), s, m->field);
+		return;
+	}
+	char bar[260];
+	snprintf(bar, sizeof(bar), "|%s|", s);
+	if (strcmp(m->field, "transport") == 0 &&
+	    !strstr("|syslog|journal|stdout|kernel|audit|driver|", bar)) {
+		jp_err(c, path, false, "unknown transport \"%.*s\" (expected syslog, journal, stdout, kernel, audit or driver)",
+		       utf8_prefix(s, 60), s);
+		return;
+	}
+	if (strcmp(m->field, "exe") == 0 && s[0] != '/') {
+		jp_err(c, path, false, "\"%.*s\" is not an absolute path (journald's _EXE is one)",
+		       utf8_prefix(s, 60), s);
+		return;
+	}
+	if (strcmp(m->field, "comm") == 0 && n > 15) {
+		jp_err(c, path, false, "\"%.*s\" is longer than 15 characters: the kernel keeps 15 of a process name, so _COMM never equals it",
+		       utf8_prefix(s, 60), s);
+		return;
+	}
+	if (*m->n >= DETECT_MATCH_MAX) {
+		jp_err(c, path, false, "more than %d values", DETECT_MATCH_MAX);
+		return;
+	}
+	char *dup = strdup(s);
+	if (!dup) {
+		jp_err(c, path, false, "out of memory");
+		return;
+	}
+	m->v[(*m->n)++] = dup;
+}
+
+static void free_matches(struct detect_source_config *s)
+{
+	for (size_t i = 0; i < s->n_unit; i++)
+		free(s->unit[i]);
+	for (size_t i = 0; i < s->n_exe; i++)
+		free(s->exe[i]);
+	for (size_t i = 0; i < s->n_comm; i++)
+		free(s->comm[i]);
+	s->n_unit = s->n_exe = s->n_comm = 0;
+}
+
+static void free_transports(struct detect_source_config *s)
+{
+	for (size_t i = 0; i < s->n_transport; i++)
+		free(s->transport[i]);
+	s->n_transport = 0;
+}
+
+static void match_key(struct jctx *c, const char *path, json_t *v, struct detect_parse *dp,
+		      const char *field)
+{
+	struct detect_source_config *s = &dp->dc->src[dp->cur];
+	if (!dp->matched[dp->cur]) { /* the first match key replaces the defaults */
+		free_matches(s);
+		dp->matched[dp->cur] = true;
+	}
+	struct match_list m = { dp, NULL, NULL, field };
+	if (strcmp(field, "unit") == 0)
+		m.v = s->unit, m.n = &s->n_unit;
+	else if (strcmp(field, "exe") == 0)
+		m.v = s->exe, m.n = &s->n_exe;
+	else
+		m.v = s->comm, m.n = &s->n_comm;
+	jp_each(c, path, v, field, match_item, &m);
+}
+
+static void key_unit(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	match_key(c, path, v, t, "unit");
+}
+
+static void key_exe(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	match_key(c, path, v, t, "exe");
+}
+
+static void key_comm(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	match_key(c, path, v, t, "comm");
+}
+
+/* Replaces the source's transports (not part of the unit/exe/comm set). */
+static void key_transport(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	struct detect_parse *dp = t;
+	struct detect_source_config *s = &dp->dc->src[dp->cur];
+	free_transports(s);
+	struct match_list m = { dp, s->transport, &s->n_transport, "transport" };
+	jp_each(c, path, v, "transport", match_item, &m);
+}
+
+static void key_uid(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	struct detect_parse *dp = t;
+	struct detect_source_config *s = &dp->dc->src[dp->cur];
+	json_int_t n;
+	if (json_is_null(v)) {
+		s->has_uid = false;
+		return;
+	}
+	if (int_in(c, path, v, 0, 4294967294LL, &n)) {
+		s->has_uid = true;
+		s->uid = (uint32_t)n;
+	}
+}
+
+static const struct jp_key detect_source_keys[] = {
+	{ "unit", key_unit },
+	{ "exe", key_exe },
+	{ "comm", key_comm },
+	{ "uid", key_uid },
+	{ "transport", key_transport },
+	{ "max_failures", key_s_max_failures },
+	{ "window", key_s_window },
+	{ "ttl", key_s_ttl },
+	{ "escalate", key_s_escalate },
+	{ "max_ttl", key_s_max_ttl },
+};
+
+static void key_source_section(struct jctx *c, const char *path, json_t *v, void *t,
+			       enum detect_source_id id)
+{
+	struct detect_parse *dp = t;
+	dp->cur = id;
+	jp_object(c, path, v, detect_source_keys, ELEMENTSOF(detect_source_keys), dp);
+	struct detect_source_config *s = &dp->dc->src[id];
+	if (!c->errors && s->n_unit + s->n_exe + s->n_comm == 0)
+		jp_err(c, path, false, "no unit, exe or comm: nothing would ever match");
+}
+
+static void key_sshd(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	key_source_section(c, path, v, t, DETECT_SSHD);
+}
+
+static void key_api(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	key_source_section(c, path, v, t, DETECT_API);
+}
+
+static const struct jp_key detect_keys[] = {
+	{ "sources", key_sources },
+	{ "max_failures", key_d_max_failures },
+	{ "window", key_d_window },
+	{ "ttl", key_d_ttl },
+	{ "escalate", key_d_escalate },
+	{ "max_ttl", key_d_max_ttl },
+	{ "max_tracked", key_max_tracked },
+	{ "sshd", key_sshd },
+	{ "cloudviz-api", key_api },
+};
+
+/* Built-in recognition (docs/detect.md): sshd by its process (OpenSSH 9.8
+ * and later log from sshd-session and sshd-auth) as root, or by Debian's
+ * and Fedora's unit names; the API by its unit. */
+static int detect_defaults(struct detect_config *dc)
+{
+	static const char *const sshd_comm[] = { "sshd", "sshd-session", "sshd-auth" };
+	static const char *const sshd_exe[] = { "/usr/sbin/sshd", "/usr/lib/openssh/sshd-session",
+						"/usr/lib/openssh/sshd-auth" };
+	static const char *const sshd_unit[] = { "ssh.service", "sshd.service" };
+	struct detect_source_config *s = &dc->src[DETECT_SSHD];
+	s->enabled = true;
+	s->has_uid = true;
+	s->uid = 0;
+	for (size_t i = 0; i < ELEMENTSOF(sshd_comm); i++)
+		if (!(s->comm[s->n_comm++] = strdup(sshd_comm[i])))
+			return -ENOMEM;
+	for (size_t i = 0; i < ELEMENTSOF(sshd_exe); i++)
+		if (!(s->exe[s->n_exe++] = strdup(sshd_exe[i])))
+			return -ENOMEM;
+	for (size_t i = 0; i < ELEMENTSOF(sshd_unit); i++)
+		if (!(s->unit[s->n_unit++] = strdup(sshd_unit[i])))
+			return -ENOMEM;
+	if (!(s->transport[s->n_transport++] = strdup("syslog")))
+		return -ENOMEM;
+	struct detect_source_config *a = &dc->src[DETECT_API];
+	if (!(a->unit[a->n_unit++] = strdup("cloudviz-api.service")))
+		return -ENOMEM;
+	dc->max_tracked = 65536;
+	return 0;
+}
+
+static void key_detect(struct jctx *c, const char *path, json_t *v, void *t)
+{
+	struct agent_config *cfg = t;
+	if (!jp_want(c, path, v, JSON_OBJECT, "an object"))
+		return;
+	cfg->has_detect = true;
+	struct detect_parse dp = {
+		.dc = &cfg->detect,
+		.base.lim = { .max_failures = 5, .window = 60, .ttl = 3600, .escalate = 2,
+			      .max_ttl = 86400 },
+	};
+	jp_object(c, path, v, detect_keys, ELEMENTSOF(detect_keys), &dp);
+	for (int i = 0; i < DETECT_SOURCES; i++) {
+		struct detect_limits l = dp.base.lim;
+		const struct detect_limits_set *o = &dp.over[i];
+		if (o->set & L_MAX_FAILURES)
+			l.max_failures = o->lim.max_failures;
+		if (o->set & L_WINDOW)
+			l.window = o->lim.window;
+		if (o->set & L_TTL)
+			l.ttl = o->lim.ttl;
+		if (o->set & L_ESCALATE)
+			l.escalate = o->lim.escalate;
+		if (o->set & L_MAX_TTL)
+			l.max_ttl = o->lim.max_ttl;
+		cfg->detect.src[i].lim = l;
+		if (cfg->detect.src[i].enabled && l.max_ttl < l.ttl) {
+			char p[JP_PATHLEN];
+			bool own = (o->set & (L_TTL | L_MAX_TTL)) != 0;
+			snprintf(p, sizeof(p), "%s%s%s", path, own ? "." : "",
+				 own ? detect_source_names[i] : "");
+			jp_err(c, p, false, "max_ttl %llu is below ttl %llu for %s",
+			       (unsigned long long)l.max_ttl, (unsigned long long)l.ttl,
+			       detect_source_names[i]);
+		}
+	}
+}
+
 static const struct jp_key config_keys[] = {
 	{ "node_id", key_node_id },         { "policy", key_policy },
 	{ "state_dir", key_state_dir },     { "socket", key_socket },
 	{ "socket_group", key_socket_group }, { "table_owner", key_table_owner },
 	{ "control_api", key_control_api }, { "user", key_user },
+	{ "detect", key_detect },
 };
 
 static int set_defaults(struct agent_config *cfg)
@@ -267,6 +624,8 @@ static int set_defaults(struct agent_config *cfg)
 	cfg->control.min_prefix_v6 = 32;
 	cfg->control.max_response_bytes = 16u << 20;
 	cfg->control.wait = 60;
+	if (detect_defaults(&cfg->detect) < 0)
+		return -ENOMEM;
 	return cfg->policy && cfg->state_dir && cfg->socket ? 0 : -ENOMEM;
 }
 
@@ -322,5 +681,9 @@ void config_free(struct agent_config *c)
 	free(c->control.key_file);
 	free(c->control.token_file);
 	free(c->control.pinned_pubkey);
+	for (int i = 0; i < DETECT_SOURCES; i++) {
+		free_matches(&c->detect.src[i]);
+		free_transports(&c->detect.src[i]);
+	}
 	free(c);
 }

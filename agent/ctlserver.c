@@ -166,7 +166,7 @@ static json_t *cmd_status(struct daemon *d, json_t *req)
 	int64_t left = d->sx.confirm_deadline ? d->sx.confirm_deadline - (int64_t)time(NULL) : -1;
 	/* kernel ranges: both pairs of sets; dynamic: the runtime blocks' pair */
 	/* paths are bytes, not necessarily UTF-8: utf8_json_string */
-	return json_pack("{s:b, s:s, s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:o, s:s, s:o, s:o}",
+	return json_pack("{s:b, s:s, s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:o, s:s, s:o, s:o, s:o}",
 			 "ok", 1, "version", CVZ_VERSION, "node_id", utf8_json_string(d->cfg->node_id),
 			 "policy", utf8_json_string(d->policy->file), "policy_digest", d->digest, "entries_by_origin",
 			 daemon_entries_by_origin(d), "kernel_ranges_v4",
@@ -177,7 +177,8 @@ static json_t *cmd_status(struct daemon *d, json_t *req)
 			 (json_int_t)d->elements_sent, "lockdown", d->sx.lockdown,
 			 "table_owned", d->table_flags != 0, "confirm_seconds_left",
 			 left >= 0 ? json_integer(left > 0 ? left : 0) : json_null(), "status", line,
-			 "control", daemon_control_status(d), "protected", daemon_protect_status(d));
+			 "control", daemon_control_status(d), "protected", daemon_protect_status(d),
+			 "detect", daemon_detect_status(d));
 }
 
 static json_t *entry_json(const struct cvz_prefix *p, const char *origin, const char *source,
@@ -206,7 +207,7 @@ static json_t *cmd_list(struct daemon *d, json_t *req)
 	const char *want = json_string_value(json_object_get(req, "origin"));
 	enum bl_origin og = ORIGIN_COUNT;
 	if (want && bl_origin_lookup(want, &og) < 0)
-		return reply_error("unknown origin \"%.*s\" (expected policy, file, operator, control or crowdsec)",
+		return reply_error("unknown origin \"%.*s\" (expected policy, file, operator, control, crowdsec or detect)",
 				   utf8_prefix(want, 64), want);
 	json_t *list = json_array();
 	const struct policy *p = d->policy;
@@ -290,8 +291,15 @@ static json_t *cmd_unblock(struct daemon *d, json_t *req, const struct actor *a)
 	json_t *bad = NULL;
 	if (request_prefix(req, &p, &bad) < 0)
 		return bad;
+	/* the local origins: control and crowdsec entries belong to their
+	   sources, which would put them back */
+	json_t *o = json_object_get(req, "origin");
+	enum bl_origin og = ORIGIN_OPERATOR;
+	if (o && !(json_is_string(o) && bl_origin_lookup(json_string_value(o), &og) == 0 &&
+		   (og == ORIGIN_OPERATOR || og == ORIGIN_DETECT)))
+		return reply_error("unblock: origin must be operator or detect (control and crowdsec entries are their sources')");
 	char err[1024];
-	int r = daemon_unblock(d, &p, ORIGIN_OPERATOR, a, err, sizeof(err));
+	int r = daemon_unblock(d, &p, og, a, err, sizeof(err));
 	return r < 0 ? reply_error("%s", err) : reply_ok();
 }
 

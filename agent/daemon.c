@@ -151,6 +151,11 @@ static void state_changed(struct daemon *d)
 	}
 }
 
+void daemon_state_dirty(struct daemon *d)
+{
+	state_changed(d);
+}
+
 /* Writes the state before the caller acknowledges: a block the operator was
  * told about must survive a crash a millisecond later. */
 void daemon_state_changed_now(struct daemon *d)
@@ -427,6 +432,10 @@ int daemon_commit(struct daemon *d, struct daemon_next *n, char *err, size_t len
 	bl_change_commit(&n->bl, &d->bl);
 	d->sx.lockdown = n->sx.lockdown;
 	memcpy(d->sx.cursor, n->sx.cursor, sizeof(d->sx.cursor));
+	memcpy(d->sx.detect_cursor, n->sx.detect_cursor, sizeof(d->sx.detect_cursor));
+	d->sx.detect_cursor_us = n->sx.detect_cursor_us;
+	d->sx.offenders = n->sx.offenders;
+	d->sx.n_offenders = n->sx.n_offenders;
 	for (size_t i = 0; i < n->n_ids; i++)
 		if (d->seen && instr_seen_add(d->seen, n->ids[i]) < 0)
 			break; /* out of memory: a replay would only re-apply the same */
@@ -943,6 +952,7 @@ int daemon_reload(struct daemon *d, uint64_t confirm_within, const struct actor 
 	cfg->socket = strdup(d->cfg->socket);
 	cfg->state_dir = strdup(d->cfg->state_dir);
 	daemon_control_reload(d, cfg);
+	daemon_detect_reload(d, cfg);
 	config_free(d->cfg);
 	d->cfg = cfg;
 	release_memory();
@@ -1313,6 +1323,8 @@ static int confine(struct daemon *d, const struct daemon_options *opt)
 
 static void daemon_free(struct daemon *d)
 {
+	daemon_detect_stop(d);
+	free(d->sx.offenders); /* loaded, detection never started */
 	ctl_server_stop(d);
 	daemon_control_stop(d);
 	instr_seen_free(d->seen);
@@ -1370,6 +1382,8 @@ int daemon_run(const struct daemon_options *opt)
 		rc = startup_failed("control API", err);
 	if (rc == 0)
 		rc = open_kernel(&d);
+	if (rc == 0 && daemon_detect_start(&d, err, sizeof(err)) < 0)
+		rc = startup_failed("detect", err);
 	if (rc == 0 && ctl_server_start(&d) < 0)
 		rc = 1;
 	if (rc == 0)

@@ -227,13 +227,17 @@ static void journal_dropped(const struct outcome *o, const char *cursor)
 	}
 }
 
-static char *report_json(const struct daemon *d, const char *cursor, struct outcome *o)
+static char *report_json(struct daemon *d, const char *cursor, struct outcome *o)
 {
 	json_t *status = json_pack("{s:o, s:b, s:s, s:s}", "entries_by_origin",
 				   daemon_entries_by_origin(d), "lockdown", d->sx.lockdown,
 				   "policy_digest", d->digest, "agent_version", CVZ_VERSION);
-	json_t *root = json_pack("{s:s, s:O, s:O, s:o}", "cursor", cursor, "applied", o->applied,
-				 "rejected", o->rejected, "status", status);
+	uint64_t dropped;
+	json_t *alerts = daemon_detect_take_alerts(d, &dropped);
+	json_t *root = json_pack("{s:s, s:O, s:O, s:o, s:o}", "cursor", cursor, "applied", o->applied,
+				 "rejected", o->rejected, "status", status, "alerts", alerts);
+	if (root && dropped)
+		json_object_set_new(root, "alerts_dropped", json_integer((json_int_t)dropped));
 	char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
 	json_decref(root);
 	return text;

@@ -53,7 +53,7 @@ static const struct opt_def {
 	{ "config", "FILE", "agent config (default " CONFIG_DEFAULT_PATH ")", 'c', C_RUN | C_CHECK },
 	{ "socket", "PATH", "control socket (default " CTL_DEFAULT_SOCKET ")", 's', C_SOCKET },
 	{ "json", NULL, "print JSON", 'j', C_STATUS | C_LIST },
-	{ "origin", "NAME", "only entries from policy, file, operator, control or crowdsec", 'o', C_LIST },
+	{ "origin", "NAME", "list: only entries from policy, file, operator, control, crowdsec or detect; unblock: operator (default) or detect", 'o', C_LIST | C_UNBLOCK },
 	{ "ttl", "DURATION", "expire after 90s, 30m, 1h, 7d (default: never)", 't', C_BLOCK },
 	{ "reason", "TEXT", "why (journaled, sanitized)", 'r', C_BLOCK },
 	{ "incident", "ID", "incident id", 'i', C_BLOCK },
@@ -390,7 +390,10 @@ static int cmd_block(const struct opts *o, int argc, char **argv)
 
 static int cmd_unblock(const struct opts *o, int argc, char **argv)
 {
-	int rc = call(o, json_pack("{s:s, s:s}", "cmd", "unblock", "addr", argv[0]), NULL);
+	json_t *req = json_pack("{s:s, s:s}", "cmd", "unblock", "addr", argv[0]);
+	if (req && o->origin)
+		json_object_set_new(req, "origin", json_string(o->origin));
+	int rc = call(o, req, NULL);
 	if (rc == EXIT_OK)
 		printf("unblocked %s\n", argv[0]);
 	return rc;
@@ -457,7 +460,7 @@ static const struct command commands[] = {
 	{ "status", C_STATUS, "", 0, 0, "show what the running agent enforces", cmd_status },
 	{ "list", C_LIST, "", 0, 0, "list blocklist entries", cmd_list },
 	{ "block", C_BLOCK, "ADDR[/PREFIX]", 1, 1, "block an address or prefix", cmd_block },
-	{ "unblock", C_UNBLOCK, "ADDR[/PREFIX]", 1, 1, "remove an operator block", cmd_unblock },
+	{ "unblock", C_UNBLOCK, "ADDR[/PREFIX]", 1, 1, "remove an operator (or, with --origin detect, a detect) block", cmd_unblock },
 	{ "reload", C_RELOAD, "", 0, 0, "re-read config and policy", cmd_reload },
 	{ "confirm", C_CONFIRM, "", 0, 0, "keep a reload made with --confirm-within", cmd_confirm },
 	{ "lockdown", C_LOCKDOWN, "on|off", 1, 1, "switch lockdown on or off in the running agent", cmd_lockdown },

@@ -224,6 +224,10 @@ static const struct rule allowlist[] = {
 	ALLOW("access"), ALLOW("faccessat"), ALLOW("faccessat2"), ALLOW("dup"), ALLOW("dup3"),
 	ALLOW("umask"), ALLOW("fstatfs"), ALLOW("uname"),
 	ALLOW("sysinfo"), /* glibc's qsort sizes its buffer by physical memory */
+	/* the journal (local detection, sd-journal): files mapped read-only
+	   (mmap above), new and rotated files seen through inotify */
+	ALLOW("inotify_init1"), ALLOW("inotify_add_watch"), ALLOW("inotify_rm_watch"),
+	ALLOW("fadvise64"),
 	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_EQ, TCGETS, 0)),
 	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_EQ, FIONREAD, 0)),
 	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_EQ, FIONBIO, 0)),

@@ -59,6 +59,17 @@ static void write_state(FILE *f, const struct bl_change *c, const struct state_e
 	put_string(f, x->cursor);
 	fprintf(f, ",\"reverted_digest\":\"%s\",\"trial_digest\":\"%s\",\"previous_digest\":\"%s\",\"last_good_digest\":\"%s\"",
 		x->reverted_digest, x->trial_digest, x->previous_digest, x->last_good_digest);
+	fputs(",\"detect_cursor\":", f);
+	put_string(f, x->detect_cursor);
+	fprintf(f, ",\"detect_cursor_us\":%lld,\"offenders\":[", (long long)x->detect_cursor_us);
+	for (size_t k = 0; k < x->n_offenders && k < STATE_OFFENDERS_MAX; k++) {
+		const struct detect_offender *o = &x->offenders[k];
+		char addr[CVZ_PREFIX_STRLEN];
+		fprintf(f, "%s{\"addr\":\"%s\",\"blocked_at\":%lld,\"ttl\":%llu,\"offences\":%u}",
+			k ? "," : "", cvz_prefix_format(&o->addr, addr, sizeof(addr)),
+			(long long)o->blocked_at, (unsigned long long)o->ttl, (unsigned)o->offences);
+	}
+	fputc(']', f);
 	fputs(",\"entries\":[", f);
 	for (; (e = bl_change_next(c, &it)); i++) {
 		char addr[CVZ_PREFIX_STRLEN];
@@ -231,6 +242,65 @@ static int parse_seen(json_t *seen, const char ***ids, size_t *n, char *err, siz
 	return 0;
 }
 
+/* The optional detection fields: a cursor (printable ASCII, as journald
+ * writes them), its time, and the offenders, all checked before any is
+ * believed. *offs is malloc'd (NULL when none). */
+static int parse_detect(json_t *root, struct state_extra *x, struct detect_offender **offs,
+			size_t *n_offs, char *err, size_t errlen)
+{
+	*offs = NULL;
+	*n_offs = 0;
+	json_t *c = json_object_get(root, "detect_cursor"), *t = json_object_get(root, "detect_cursor_us"),
+	       *o = json_object_get(root, "offenders");
+	const char *cur = c ? json_string_value(c) : "";
+	bool ok = cur && strlen(cur) < sizeof(x->detect_cursor);
+	for (size_t i = 0; ok && cur[i]; i++)
+		ok = cur[i] > 0x20 && cur[i] < 0x7f;
+	json_int_t us = t && json_is_integer(t) ? json_integer_value(t) : 0;
+	if (!ok || (t && !json_is_integer(t)) || us < 0 || us / 1000000 > CVZ_TIME_MAX) {
+		snprintf(err, errlen, "detect_cursor/detect_cursor_us: not a journal cursor and time");
+		return -EBADMSG;
+	}
+	memcpy(x->detect_cursor, cur, strlen(cur) + 1);
+	x->detect_cursor_us = us;
+	if (!o)
+		return 0;
+	size_t n = json_is_array(o) ? json_array_size(o) : 0;
+	if (!json_is_array(o) || n > STATE_OFFENDERS_MAX) {
+		snprintf(err, errlen, "offenders: not an array of at most %d", STATE_OFFENDERS_MAX);
+		return -EBADMSG;
+	}
+	if (n == 0)
+		return 0;
+	struct detect_offender *v = calloc(n, sizeof(*v));
+	if (!v) {
+		snprintf(err, errlen, "offenders: out of memory");
+		return -ENOMEM;
+	}
+	size_t i;
+	json_t *e;
+	json_array_foreach(o, i, e) {
+		const char *addr;
+		json_int_t at, ttl, offences;
+		json_error_t je;
+		if (json_unpack_ex(e, &je, JSON_STRICT, "{s:s, s:I, s:I, s:I}", "addr", &addr,
+				   "blocked_at", &at, "ttl", &ttl, "offences", &offences) < 0 ||
+		    cvz_prefix_parse(addr, &v[i].addr, NULL, NULL, 0) < 0 || at < 0 ||
+		    at > CVZ_TIME_MAX || ttl < 1 || ttl > CVZ_TTL_MAX || offences < 1 ||
+		    offences > UINT32_MAX) {
+			snprintf(err, errlen, "offenders[%zu]: bad offender", i);
+			free(v);
+			return -EBADMSG;
+		}
+		v[i].blocked_at = at;
+		v[i].ttl = (uint64_t)ttl;
+		v[i].offences = (uint32_t)offences;
+	}
+	*offs = v;
+	*n_offs = n;
+	return 0;
+}
+
 /* Builds the new state beside the caller's (nb, nx) and hands it over only
  * when the whole file was good: a corrupt file leaves nothing behind. */
 static int parse_state(json_t *root, struct blocklist *b, struct state_extra *x, char *err,
@@ -258,10 +328,16 @@ static int parse_state(json_t *root, struct blocklist *b, struct state_extra *x,
 	int r = parse_digests(root, &nx, err, errlen);
 	if (r < 0)
 		return r;
+	struct detect_offender *offs = NULL;
+	size_t n_offs = 0;
+	if ((r = parse_detect(root, &nx, &offs, &n_offs, err, errlen)) < 0)
+		return r;
 	const char **ids = NULL;
 	size_t n_ids = 0;
-	if ((r = parse_seen(seen, &ids, &n_ids, err, errlen)) < 0)
+	if ((r = parse_seen(seen, &ids, &n_ids, err, errlen)) < 0) {
+		free(offs);
 		return r;
+	}
 	struct blocklist nb = { 0 };
 	size_t i;
 	json_t *o;
@@ -278,9 +354,12 @@ static int parse_state(json_t *root, struct blocklist *b, struct state_extra *x,
 	free(ids);
 	if (r < 0) {
 		bl_free(&nb);
+		free(offs);
 		return r;
 	}
 	nx.seen = x->seen;
+	nx.offenders = offs;
+	nx.n_offenders = n_offs;
 	*b = nb;
 	*x = nx;
 	return 0;

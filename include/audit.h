@@ -36,6 +36,7 @@ enum audit_event {
 	AE_CREDENTIALS_RELOADED,
 	AE_CREDENTIALS_REJECTED,
 	AE_LOCKDOWN_CHANGED,
+	AE_SECURITY_ALERT,
 	AE_COUNT
 };
 
@@ -45,7 +46,7 @@ enum audit_event {
  * sanitized. */
 struct audit_fields {
 	const char *addr;     /* normalised: "203.0.113.7", "198.51.100.0/24" */
-	const char *origin;   /* policy, operator, control, crowdsec, file */
+	const char *origin;   /* policy, file, operator, control, crowdsec, detect */
 	const char *reason;
 	const char *incident;
 	const char *severity;
@@ -62,6 +63,12 @@ struct audit_fields {
 	int days;                /* cert_expiring: whole days left */
 	bool has_http;
 	long http_status;        /* control API: the HTTP status of a failed request */
+	/* security_alert (local detection, docs/detect.md) */
+	const char *alert_type;  /* "multiple_failed_logins" */
+	const char *source;      /* "sshd", "cloudviz-api" */
+	const char *user;        /* sanitized: a client chose it */
+	bool has_attempts;
+	unsigned attempts;
 };
 
 /* Event name ("addr_blocked") and its MESSAGE_ID as 32 hex digits. */

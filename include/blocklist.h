@@ -1,4 +1,4 @@
-/* Runtime blocklist entries (operator, control API, CrowdSec): who blocked
+/* Runtime blocklist entries (operator, control API, CrowdSec, detection): who blocked
  * what, why, until when. Pure data: no netlink, no clock of its own (callers
  * pass `now` in seconds since the epoch). Policy and list-file entries live in
  * struct policy; struct bl_view turns both into what the kernel's sets hold. */
@@ -16,6 +16,7 @@ enum bl_origin {
 	ORIGIN_OPERATOR,
 	ORIGIN_CONTROL,
 	ORIGIN_CROWDSEC,
+	ORIGIN_DETECT, /* the agent's own local detection (docs/detect.md) */
 	ORIGIN_COUNT
 };
 

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "detect_track.h"
 #include "diag.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/cloudviz-agent/agent.json"
@@ -23,6 +24,35 @@ struct control_api_config {
 	uint32_t wait;       /* long-poll seconds */
 };
 
+/* Local detection (docs/detect.md): which journal lines count, and when a
+ * source address is blocked. */
+enum detect_source_id { DETECT_SSHD, DETECT_API, DETECT_SOURCES };
+#define DETECT_MATCH_MAX 8 /* values per trusted field */
+
+struct detect_source_config {
+	bool enabled;               /* named in "sources" */
+	/* trusted fields: _UID must equal uid (when has_uid) and one of
+	   _SYSTEMD_UNIT, _EXE, _COMM must be among these */
+	char *unit[DETECT_MATCH_MAX], *exe[DETECT_MATCH_MAX], *comm[DETECT_MATCH_MAX];
+	size_t n_unit, n_exe, n_comm;
+	/* journald's _TRANSPORT must be one of these (none: any). sshd: syslog,
+	   where sshd escapes control characters (on stderr, -e, a user name
+	   with a newline would write a line of its own) */
+	char *transport[DETECT_MATCH_MAX];
+	size_t n_transport;
+	bool has_uid;
+	uint32_t uid;
+	struct detect_limits lim;
+};
+
+struct detect_config {
+	struct detect_source_config src[DETECT_SOURCES];
+	uint32_t max_tracked;
+};
+
+/* "sshd", "cloudviz-api" */
+const char *detect_source_name(enum detect_source_id s);
+
 struct agent_config {
 	char *file;
 	char node_id[64];
@@ -34,6 +64,8 @@ struct agent_config {
 	enum table_owner table_owner;
 	bool has_control; /* a control_api section was given */
 	struct control_api_config control;
+	bool has_detect;  /* a detect section was given */
+	struct detect_config detect;
 };
 
 /* Reads and validates a config; errors as FILE:LINE:COL in d. Returns 0 and

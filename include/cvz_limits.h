@@ -43,6 +43,9 @@
 #define CVZ_CONTROL_ENTRIES_MAX 200000u
 #define CVZ_OPERATOR_ENTRIES_MAX 10000u
 #define CVZ_CROWDSEC_ENTRIES_MAX 200000u
+/* Blocks made by local detection (docs/detect.md): a spray that triggers
+ * more is refused per address (journaled) until some expire. */
+#define CVZ_DETECT_ENTRIES_MAX 100000u
 
 /* ---- control API replies ----------------------------------------------------- */
 
@@ -83,4 +86,5 @@
 #define CVZ_SET_SIZE(ranges) (2u * ((ranges) + CVZ_SAFELIST_MAX + CVZ_NEVER_RANGES_MAX) + 1u)
 #define CVZ_SET_LISTS_SIZE CVZ_SET_SIZE(CVZ_LIST_ENTRIES_MAX)
 #define CVZ_SET_DYNAMIC_SIZE \
-	CVZ_SET_SIZE(CVZ_CONTROL_ENTRIES_MAX + CVZ_OPERATOR_ENTRIES_MAX + CVZ_CROWDSEC_ENTRIES_MAX)
+	CVZ_SET_SIZE(CVZ_CONTROL_ENTRIES_MAX + CVZ_OPERATOR_ENTRIES_MAX + CVZ_CROWDSEC_ENTRIES_MAX + \
+		     CVZ_DETECT_ENTRIES_MAX)

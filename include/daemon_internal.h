@@ -63,6 +63,8 @@ struct daemon {
 	/* addresses no block may cover: resolvers, the control API's host
 	   (daemon_protect.c) */
 	struct protected_set protect[PROTECT_SOURCES];
+	/* local detection (daemon_detect.c); NULL without a detect section */
+	struct detect *detect;
 };
 
 /* Who asked, for audit fields. */
@@ -150,6 +152,25 @@ void daemon_control_reload(struct daemon *d, struct agent_config *newcfg);
 void daemon_control_stop(struct daemon *d);
 /* status: the client's counters, or JSON null without a client. */
 json_t *daemon_control_status(const struct daemon *d);
+
+/* daemon_detect.c: local detection (docs/detect.md). */
+/* At start, after the state was restored and before privileges are
+ * dropped: opens the journal and starts reading (from the window before the
+ * saved cursor). Without a detect section: nothing, and the restored
+ * offenders are dropped. Returns 0, or a negative errno with err. */
+int daemon_detect_start(struct daemon *d, char *err, size_t errlen);
+/* On reload, before newcfg becomes d->cfg: restarts detection when its
+ * section changed (the window is replayed, so counts carry over). */
+void daemon_detect_reload(struct daemon *d, struct agent_config *newcfg);
+void daemon_detect_stop(struct daemon *d);
+/* status: detection's counters, or JSON null without detection. */
+json_t *daemon_detect_status(const struct daemon *d);
+/* The alerts since the last call, for a control API report (a new
+ * reference, an empty array when none); *dropped: alerts dropped because
+ * too many waited. */
+json_t *daemon_detect_take_alerts(struct daemon *d, uint64_t *dropped);
+/* Marks the state changed; written once a burst of changes ends. */
+void daemon_state_dirty(struct daemon *d);
 
 /* daemon_protect.c: what no block may cover (docs/control-api.md). */
 /* Every guard for policy p: its safelist, its lockdown.allow_from, and d's

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "blocklist.h"
+#include "detect_track.h"
 #include "instr.h"
 #include "statedir.h"
 
@@ -16,6 +17,10 @@
 /* The largest state.json read (checked with fstat before reading): well
  * above 10^5 runtime entries at ~150 bytes each plus 10^4 seen ids. */
 #define STATE_FILE_MAX (64u << 20)
+/* A journal cursor is about 150 bytes (s=, i=, b=, m=, t=, x= fields). */
+#define STATE_CURSOR_MAX 512
+/* Offenders kept in state.json at most (more are dropped, oldest first). */
+#define STATE_OFFENDERS_MAX 65536
 
 struct state_extra {
 	bool lockdown;
@@ -32,6 +37,15 @@ struct state_extra {
 	char previous_digest[65];
 	/* after a revert: the bytes kept in policy.last-good.json */
 	char last_good_digest[65];
+	/* local detection (docs/detect.md): the journal cursor of the last
+	   line counted and that line's realtime (microseconds); "" / 0 none */
+	char detect_cursor[STATE_CURSOR_MAX];
+	int64_t detect_cursor_us;
+	/* detection's repeat offenders (detect_track.h). Written from here by
+	   a save; not owned by the struct (copies share it). After
+	   state_load()/state_parse() it is a malloc'd array the caller frees. */
+	struct detect_offender *offenders;
+	size_t n_offenders;
 	/* control API instruction ids carried out, oldest first; not owned,
 	   may be NULL. state_load() keeps the pointer and adds the stored ids. */
 	struct instr_seen *seen;

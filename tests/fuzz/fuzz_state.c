@@ -46,8 +46,16 @@ static void same_state(const struct blocklist *a, const struct state_extra *x,
 	    x->confirm_deadline != y->confirm_deadline || strcmp(x->cursor, y->cursor) != 0 ||
 	    strcmp(x->trial_digest, y->trial_digest) != 0 ||
 	    strcmp(x->reverted_digest, y->reverted_digest) != 0 ||
-	    instr_seen_count(x->seen) != instr_seen_count(y->seen))
+	    instr_seen_count(x->seen) != instr_seen_count(y->seen) ||
+	    strcmp(x->detect_cursor, y->detect_cursor) != 0 ||
+	    x->detect_cursor_us != y->detect_cursor_us || x->n_offenders != y->n_offenders)
 		abort();
+	for (size_t i = 0; i < x->n_offenders; i++)
+		if (memcmp(&x->offenders[i].addr, &y->offenders[i].addr, sizeof(x->offenders[i].addr)) ||
+		    x->offenders[i].blocked_at != y->offenders[i].blocked_at ||
+		    x->offenders[i].ttl != y->offenders[i].ttl ||
+		    x->offenders[i].offences != y->offenders[i].offences)
+			abort();
 	for (size_t i = 0; i < a->n; i++)
 		if (a->v[i].expires != b->v[i].expires || a->v[i].origin != b->v[i].origin ||
 		    memcmp(&a->v[i].prefix, &b->v[i].prefix, sizeof(a->v[i].prefix)) != 0)
@@ -70,7 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[512], moved[4200];
 	int r = state_parse(buf, size, &b, &x, err, sizeof(err));
 	if (r < 0) {
-		if (b.n || instr_seen_count(seen) || x.lockdown || x.cursor[0] || !err[0])
+		if (b.n || instr_seen_count(seen) || x.lockdown || x.cursor[0] || x.offenders ||
+		    x.detect_cursor[0] || !err[0])
 			abort(); /* a refused file must leave nothing behind */
 	} else {
 		for (size_t i = 0; i < b.n; i++)
@@ -84,6 +93,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	bl_free(&b);
 	bl_free(&b2);
+	free(x.offenders);
+	free(x2.offenders);
 	instr_seen_free(seen);
 	instr_seen_free(seen2);
 	free(buf);

@@ -15,6 +15,12 @@ them the way it would from a mirror. Then, each step asserted:
   2 block     `cloudviz-agent block` as root; `systemctl reload` and
               `systemctl restart` keep the block
   3 kill -9   systemd restarts the agent; the block is still there
+  3b detect   local detection under the unit: agent.json gains a detect
+              section (reload); failure lines written by a transient
+              ssh.service (trusted: _SYSTEMD_UNIT, _UID 0) block their
+              address, read from the journal as user cloudviz-agent (the
+              tmpfiles.d ACL) under the seccomp filter; the same lines from
+              `logger -t sshd` block nothing; unblock --origin detect
   4 upgrade   a newer build (PKG_RELEASE=2 packaging/deb/build.sh, made in
               the background meanwhile) over an edited conffile: the edit
               stays and is in force, the new version runs, the block stays
@@ -694,6 +700,58 @@ def step_kill(r, c):
     check_block_kept(r, c, "after kill -9")
 
 
+DETECT_ADDR = "192.0.2.77"
+FORGED_ADDR = "192.0.2.78"
+
+
+def step_detect(r, c):
+    r.section("3b. local detection: the journal read under the unit")
+    conf = "/etc/cloudviz-agent/agent.json"
+    rc, before = c.sh("cat %s" % conf)
+    cfg = json.loads(before)
+    # the lines come from a transient ssh.service's stdout (no sshd in the
+    # container): the journal stream keeps _SYSTEMD_UNIT for the unit's
+    # whole life, where a short-lived `logger` could lose it
+    cfg["detect"] = {"max_failures": 3, "ttl": 600, "sshd": {"transport": ["syslog", "stdout"]}}
+    rc, out = c.sh("cat > %s" % conf, input=json.dumps(cfg, indent=2) + "\n")
+    r.require(rc == 0, "agent.json: detect {max_failures 3, ttl 600, sshd transport syslog "
+              "and stdout}", out)
+    rc, out = c.show(r, "systemctl reload %s" % UNIT)
+    r.require(rc == 0, "systemctl reload: exit 0", out)
+    c.show(r, "getfacl -p /var/log/journal/$(cat /etc/machine-id) 2>/dev/null | grep cloudviz "
+              "|| ls -la /var/log/journal/$(cat /etc/machine-id)")
+    seen = len(journal_all(c))
+    # forged: logger as root outside any unit (_COMM=logger): counts nothing
+    rc, out = c.show(r, "for i in 1 2 3 4 5; do logger -t sshd 'Failed password for root from "
+                        "%s port 4%s ssh2'; done" % (FORGED_ADDR, "$i"))
+    # trusted: a transient ssh.service (journald's _SYSTEMD_UNIT, _UID=0)
+    rc, out = c.show(r, "systemd-run --quiet --wait --unit=ssh -p StandardOutput=journal "
+                        "/bin/sh -c 'for i in 1 2 3; do echo \"Failed password for root from "
+                        "%s port 5$i ssh2\"; done'" % DETECT_ADDR)
+    r.require(rc == 0, "systemd-run --unit=ssh: three failure lines as ssh.service", out)
+
+    def blocked():
+        rc, out = c.sh("nft list set inet cloudviz dynamic_v4")
+        return rc == 0 and re.search(r"(?<![\d.])%s(?![\d.])" % re.escape(DETECT_ADDR), out)
+    r.check(wait_for(blocked, 10), "%s in set inet cloudviz dynamic_v4, blocked by the agent "
+            "itself" % DETECT_ADDR, c.sh("nft list set inet cloudviz dynamic_v4; "
+                                         "cloudviz-agent status")[1])
+    rc, out = c.show(r, "cloudviz-agent list --origin detect")
+    r.check(rc == 0 and DETECT_ADDR in out, "cloudviz-agent list --origin detect shows it", out)
+    alerts = [e for e in journal_all(c)[seen:] if e["CLOUDVIZ_EVENT"] == "security_alert"]
+    r.check(any(e.get("CLOUDVIZ_ADDR") == DETECT_ADDR and e.get("CLOUDVIZ_SOURCE") == "sshd" and
+                e.get("CLOUDVIZ_ATTEMPTS") == "3" for e in alerts),
+            "security_alert: CLOUDVIZ_ADDR %s, CLOUDVIZ_SOURCE sshd, CLOUDVIZ_ATTEMPTS 3"
+            % DETECT_ADDR, "\n".join(json.dumps(e) for e in alerts))
+    r.check(not any(e.get("CLOUDVIZ_ADDR") == FORGED_ADDR for e in journal_all(c)[seen:]) and
+            not re.search(re.escape(FORGED_ADDR), c.sh("nft list set inet cloudviz dynamic_v4")[1]),
+            "logger -t sshd as root (_COMM=logger): %s neither alerted nor blocked" % FORGED_ADDR)
+    show_new_events(r, c, seen)
+    rc, out = c.show(r, "cloudviz-agent unblock %s --origin detect" % DETECT_ADDR)
+    r.check(rc == 0 and not blocked(), "unblock --origin detect: gone from the set", out)
+    check_block_kept(r, c, "after the detect step")
+
+
 def step_upgrade(r, c, root, upgrade):
     r.section("4. upgrade over an edited conffile")
     newdeb = upgrade.wait(r)
@@ -830,6 +888,7 @@ def main():
         step_install(r, c, "/var/tmp/cvz-pkg/" + os.path.basename(deb))
         step_block(r, c)
         step_kill(r, c)
+        step_detect(r, c)
         step_upgrade(r, c, root, upgrade)
         step_remove_purge(r, c)
     except Abort as e:

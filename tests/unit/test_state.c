@@ -122,6 +122,46 @@ static void test_escaping_and_seen_ids(void **state)
 	bl_free(&got);
 }
 
+/* Detection's cursor and offenders survive a save and a load; a bad
+ * cursor or offender refuses the file whole. */
+static void test_detect_fields(void **state)
+{
+	(void)state;
+	struct blocklist b = { 0 }, got = { 0 };
+	struct detect_offender offs[2] = { { .blocked_at = 1700000000, .ttl = 7200, .offences = 2 },
+					   { .blocked_at = 1700000100, .ttl = 3600, .offences = 1 } };
+	assert_int_equal(cvz_prefix_parse("203.0.113.9", &offs[0].addr, NULL, NULL, 0), 0);
+	assert_int_equal(cvz_prefix_parse("2001:db8::9", &offs[1].addr, NULL, NULL, 0), 0);
+	struct state_extra x = { .detect_cursor_us = 1700000123456789, .offenders = offs,
+				 .n_offenders = 2 }, gx;
+	snprintf(x.detect_cursor, sizeof(x.detect_cursor), "s=abc;i=12;b=def;m=1;t=2;x=3");
+	assert_int_equal(state_save(&sd, &b, &x), 0);
+	char err[256], moved[512];
+	assert_int_equal(state_load(&sd, &got, &gx, err, sizeof(err), moved, sizeof(moved)), 0);
+	assert_string_equal(gx.detect_cursor, x.detect_cursor);
+	assert_int_equal(gx.detect_cursor_us, 1700000123456789);
+	assert_int_equal(gx.n_offenders, 2);
+	assert_memory_equal(&gx.offenders[0].addr, &offs[0].addr, sizeof(offs[0].addr));
+	assert_int_equal(gx.offenders[1].ttl, 3600);
+	assert_int_equal(gx.offenders[0].offences, 2);
+	free(gx.offenders);
+	static const char *const bad[] = {
+		"{\"version\":1,\"entries\":[],\"lockdown\":false,\"confirm_deadline\":0,\"cursor\":\"\",\"detect_cursor\":\"a b\"}",
+		"{\"version\":1,\"entries\":[],\"lockdown\":false,\"confirm_deadline\":0,\"cursor\":\"\",\"detect_cursor_us\":-1}",
+		"{\"version\":1,\"entries\":[],\"lockdown\":false,\"confirm_deadline\":0,\"cursor\":\"\",\"offenders\":[{\"addr\":\"x\",\"blocked_at\":1,\"ttl\":1,\"offences\":1}]}",
+		"{\"version\":1,\"entries\":[],\"lockdown\":false,\"confirm_deadline\":0,\"cursor\":\"\",\"offenders\":[{\"addr\":\"192.0.2.1\",\"blocked_at\":1,\"ttl\":0,\"offences\":1}]}",
+		"{\"version\":1,\"entries\":[],\"lockdown\":false,\"confirm_deadline\":0,\"cursor\":\"\",\"offenders\":{}}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct state_extra bx = { 0 };
+		assert_int_equal(state_parse(bad[i], strlen(bad[i]), &got, &bx, err, sizeof(err)),
+				 -EBADMSG);
+		assert_null(bx.offenders);
+		assert_string_equal(bx.detect_cursor, "");
+	}
+	bl_free(&got);
+}
+
 static void test_missing_and_corrupt(void **state)
 {
 	(void)state;
@@ -451,6 +491,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_escaping_and_seen_ids),
+		cmocka_unit_test(test_detect_fields),
 		cmocka_unit_test(test_missing_and_corrupt),
 		cmocka_unit_test(test_impossible_entry_dropped_alone),
 		cmocka_unit_test(test_corrupt_is_all_or_nothing),
