@@ -234,6 +234,43 @@ def writer_main(kind, args):
     sys.stdout.flush()
 
 
+# -- journal readers without a peer: where a reader's time goes -----------------------
+
+def journal_probe_main(mode, n, limit):
+    """--journal-probe wait|poll N LIMIT, under Debian's /usr/bin/python3
+    (python3-systemd): reads the sshd lines through sd-journal, waking in
+    sd_journal_wait() (inotify: when journald announces a change) or every
+    millisecond (sd_journal_next() sees what journald appended to the
+    shared mapping); prints the seconds from each attacker's 5th failure's
+    __REALTIME_TIMESTAMP to the moment it was read, as JSON, once all N
+    were read or after LIMIT seconds."""
+    from systemd import journal
+    r = journal.Reader()
+    r.add_match(_COMM="sshd")
+    r.seek_tail()
+    r._previous()
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    counts, lat = {}, []
+    t_end = time.time() + limit
+    while len(lat) < n and time.time() < t_end:
+        if mode == "wait":
+            r.wait(0.5)
+        else:
+            time.sleep(0.001)
+        while r._next():
+            t = time.time()
+            m = MESSAGE_RE.match(r._get("MESSAGE").decode(errors="replace"))
+            if not m:
+                continue
+            a = m.group(1)
+            counts[a] = counts.get(a, 0) + 1
+            if counts[a] == FAILURES and a.startswith("198.1"):
+                lat.append(t - r._get_realtime() / 1e6)
+    sys.stdout.write(json.dumps(lat) + "\n")
+    sys.stdout.flush()
+
+
 # -- the kernel: the peer's set, dumped over netlink ----------------------------------
 
 NETLINK_NETFILTER = 12
@@ -786,6 +823,12 @@ def inner_main(p):
         cleanups.append(lambda: (jd.terminate(), jd.wait(10)))
         cg = Cgroup("cvzb-%d-%s-%s" % (os.getpid(), peer_name, measure))
         cleanups.append(cg.remove)
+        if peer_name == "journal":
+            Writer("listening").finish(60)
+            res.update(run_journal_probes(p))
+            with open(p["out"], "w") as f:
+                json.dump(res, f)
+            return 0
         # sshd's start, before the peer's: sshguard's `journalctl -f -n1`
         # started on a journal without a line of sshd skips all but the last
         # entry of the first burst it sees (systemd 252)
@@ -853,6 +896,36 @@ def inner_main(p):
                 fn()
             except Exception as e:  # cleanup goes on
                 print("cleanup: %r" % e, file=sys.stderr)
+
+
+def run_journal_probes(p):
+    """The latency input read by the two journal probes (no peer, no kernel)."""
+    n = p["attackers"]
+    limit = n * p["gap"] + 60
+    probes = {}
+    for mode in ("wait", "poll"):
+        probes[mode] = subprocess.Popen(["/usr/bin/python3", os.path.abspath(__file__),
+                                         "--journal-probe", mode, str(n), str(limit)],
+                                        stdout=subprocess.PIPE, text=True)
+        if probes[mode].stdout.readline().strip() != "ready":
+            raise BenchError("journal probe (%s) did not start" % mode)
+    w = Writer("latency", n, p["gap"]).finish()
+    out = {"writer": w}
+    for mode, proc in probes.items():
+        try:
+            text, _ = proc.communicate(timeout=limit + 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise BenchError("journal probe (%s) did not end" % mode)
+        if proc.returncode != 0:
+            raise BenchError("journal probe (%s) exited %d" % (mode, proc.returncode))
+        lat = json.loads(text.strip().splitlines()[-1])
+        if len(lat) != n:
+            raise BenchError("journal probe (%s) read %d of %d attackers' 5th lines"
+                             % (mode, len(lat), n))
+        out["read_" + mode + "_s"] = lat
+    return out
 
 
 def run_latency(p, peer, poller):
@@ -1018,6 +1091,13 @@ def report(args, res):
               "failure's journal entry to the kernel" % (args.attackers, FAILURES, args.gap))
         print("%-12s %9s %9s %9s %9s %9s  %s" % ("peer", "blocked", "p50 ms", "p99 ms", "max ms",
                                                  "poll ms", "dump ms"))
+        j = lat.get("journal")
+        for mode, what in (("wait", "sd_journal_wait (inotify), read"),
+                           ("poll", "sd_journal_next every 1 ms, read")):
+            if j:
+                ms = [x * 1000 for x in j["read_%s_s" % mode]]
+                print("%-12s %9s %9s %9s %9s  (a journal reader, no block: %s)"
+                      % ("  journal", "", fmt(pct(ms, 50)), fmt(pct(ms, 99)), fmt(max(ms)), what))
         for peer in PEERS:
             r = lat.get(peer)
             if not r:
@@ -1112,12 +1192,18 @@ def main():
     ap.add_argument("--singles", type=int)
     ap.add_argument("--poll-ms", type=float, default=1.0)
     ap.add_argument("--flood-poll-ms", type=float, default=250.0)
+    ap.add_argument("--no-journal-probes", action="store_true",
+                    help="no journal readers without a peer in 1")
     ap.add_argument("--json", default=os.path.join(ROOT, "build", "bench", "detect_bench.json"))
     ap.add_argument("--inner", help=argparse.SUPPRESS)
     ap.add_argument("--write", nargs="+", help=argparse.SUPPRESS)
+    ap.add_argument("--journal-probe", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.write:
         return writer_main(args.write[0], args.write[1:])
+    if args.journal_probe:
+        m, n, limit = args.journal_probe
+        return journal_probe_main(m, int(n), float(limit))
     if args.inner:
         return inner_main(json.loads(args.inner))
     for name, quick, full in (("attackers", 20, 200), ("flood", 2000, 20000), ("cap", 60, 300),
@@ -1149,7 +1235,8 @@ def main():
         ensure_peers(peers)
         res["versions"] = versions()
         for measure in measures:
-            for peer in peers:
+            for peer in (["journal"] if measure == "latency" and not args.no_journal_probes
+                         else []) + peers:
                 if measure == "memory" and peer != "agent":
                     continue
                 res.setdefault(measure, {})[peer] = peer_run(args, tmp, peer, measure)
