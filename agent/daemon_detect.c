@@ -641,6 +641,12 @@ static int detect_start_with(struct daemon *d, const struct agent_config *cfg, c
 		detect_free(dt);
 		return r;
 	}
+	/* readable files of the system journal: none means journald has not
+	   written yet, or (more likely) this user may not read them */
+	if (sd_journal_has_runtime_files(dt->j) <= 0 && sd_journal_has_persistent_files(dt->j) <= 0)
+		fprintf(stderr, "cloudviz-agent: detect: no readable system journal file yet "
+				"(the agent's user needs read access: docs/hardening.md); "
+				"watching for one\n");
 	/* read what is there on the first turn of the loop */
 	sd_event_source_set_enabled(dt->more, SD_EVENT_ONESHOT);
 	d->detect = dt;
@@ -746,7 +752,7 @@ json_t *daemon_detect_status(const struct daemon *d)
 	for (int s = 0; sources && s < DETECT_SOURCES; s++)
 		if (dt->cfg->src[s].enabled)
 			json_array_append_new(sources, json_string(detect_source_name(s)));
-	return json_pack("{s:o?, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+	return json_pack("{s:o?, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b}",
 			 "sources", sources, "lines", (json_int_t)dt->st.lines, "replayed",
 			 (json_int_t)dt->st.replayed, "untrusted", (json_int_t)dt->st.untrusted,
 			 "failures", (json_int_t)dt->st.failures, "alerts", (json_int_t)dt->st.alerts,
@@ -755,7 +761,9 @@ json_t *daemon_detect_status(const struct daemon *d)
 			 "read_errors", (json_int_t)dt->st.read_errors, "tracked",
 			 (json_int_t)ts.addresses, "connections", (json_int_t)ts.connections,
 			 "offenders", (json_int_t)ts.offenders, "evicted", (json_int_t)ts.evicted,
-			 "tracker_bytes", (json_int_t)ts.bytes, "replaying", dt->replaying);
+			 "tracker_bytes", (json_int_t)ts.bytes, "replaying", dt->replaying,
+			 "journal_files", sd_journal_has_runtime_files(dt->j) > 0 ||
+						  sd_journal_has_persistent_files(dt->j) > 0);
 }
 
 json_t *daemon_detect_take_alerts(struct daemon *d, uint64_t *dropped)

@@ -156,6 +156,12 @@ json_t *daemon_control_status(const struct daemon *dm)
 			 utf8_json_string(last_error));
 }
 
+json_t *daemon_detect_status(const struct daemon *dm)
+{
+	return json_pack("{s:I, s:o}", "lines", (json_int_t)dm->sx.detect_cursor_us,
+			 "cursor", utf8_json_string(dm->sx.detect_cursor));
+}
+
 static void check_reply(const char *out)
 {
 	if (!out)
