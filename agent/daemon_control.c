@@ -243,6 +243,20 @@ static char *report_json(struct daemon *d, const char *cursor, struct outcome *o
 	return text;
 }
 
+void daemon_control_report_alerts(struct daemon *d)
+{
+	/* a report names the cursor it is about: none before the first reply
+	   was applied, and the alerts wait for that one's report */
+	if (!d->control || !d->sx.cursor[0])
+		return;
+	struct outcome o = { .applied = json_array(), .rejected = json_array() };
+	char *text = o.applied && o.rejected ? report_json(d, d->sx.cursor, &o) : NULL;
+	if (text)
+		control_queue_report(d->control, text);
+	json_decref(o.applied);
+	json_decref(o.rejected);
+}
+
 static size_t count_targets(const struct instr_batch *b)
 {
 	size_t n = 0;

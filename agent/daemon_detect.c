@@ -452,6 +452,8 @@ static void commit_triggers(struct detect *dt)
 		};
 		audit(AE_ADDR_BLOCKED, &f, "Blocked %s (detect: %s)", addr, e && e->reason ? e->reason : "");
 	}
+	if (dt->alerts && json_array_size(dt->alerts))
+		daemon_control_report_alerts(d);
 	if (r < 0 && staged) {
 		struct audit_fields f = { .origin = "detect", .detail = err };
 		if (n.kernel_refused)

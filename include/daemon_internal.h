@@ -150,6 +150,11 @@ int daemon_control_start(struct daemon *d, char *err, size_t errlen);
  * starts or stops the client when the section was added or removed. */
 void daemon_control_reload(struct daemon *d, struct agent_config *newcfg);
 void daemon_control_stop(struct daemon *d);
+/* Queues a report of the cursor in force with nothing applied, carrying
+ * detection's waiting alerts (daemon_detect_take_alerts): sent right after
+ * alerts are raised rather than with the next reply. Nothing without a
+ * client, or before the first reply was applied (no cursor to name). */
+void daemon_control_report_alerts(struct daemon *d);
 /* status: the client's counters, or JSON null without a client. */
 json_t *daemon_control_status(const struct daemon *d);
 

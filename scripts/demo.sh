@@ -8,7 +8,9 @@
 # usage: scripts/demo.sh BINARY          (as root; BINARY is the built agent)
 # Then the daemon takes over the node, a CloudViz control plane (the test
 # fixture, over mutual TLS) reports an incident, and the public client is
-# blocked within a second and unblocked again.
+# blocked within a second and unblocked again. Last, Debian's sshd runs on
+# the node and the public client fails to log in 5 times: the agent reads
+# the failures from the journal and blocks the client on its own.
 # Exits non-zero if any flow does not do what the policy says it should.
 set -eu
 
@@ -222,5 +224,16 @@ if grep -q 'message=' "$work/agent.log"; then
 else
 	echo "   (sent to journald: journalctl -t cloudviz-agent -n 20)"
 fi
+
+# ---- local detection: failed ssh logins, read from the journal -----------
+echo
+echo "== local detection: the agent reads sshd's failed logins from the journal and blocks on its own"
+# this agent logs to stderr; detection needs a journal: a new agent, with a
+# private journald (with-journald), takes over the node. Port 22 goes to sshd.
+kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null || true
+kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+agent_pid="" server_pid=""
+"$ROOT/tests/integration/with-journald" python3 "$ROOT/scripts/demo_detect.py" \
+	"$AGENT" "$NODE" "$PUB" 203.0.113.2 203.0.113.1 "$work" || exit 1
 echo
 echo "demo: the control plane's block and unblock reached the kernel and were reported back"

@@ -23,10 +23,13 @@ else
 	# integration: nft, ip, ping, ps/sysctl, unshare/nsenter/setpriv,
 	# systemd-journald/journalctl/systemd-analyze, strace, openssl (test
 	# PKI), man/groff (man page tests), python3, /etc/protocols (netbase:
-	# nft and the agent print "tcp", not "6"); benches: time.
+	# nft and the agent print "tcp", not "6"), Debian's real sshd and
+	# sshpass (local detection's tests: failed logins in namespaces);
+	# benches: time.
 	PKGS="gcc libc6-dev make pkg-config time libnftnl-dev libmnl-dev libjansson-dev libsystemd-dev libssl-dev libcurl4-openssl-dev libseccomp-dev libcmocka-dev
 clang libclang-rt-14-dev
-nftables iproute2 python3 iputils-ping procps util-linux netbase systemd strace openssl groff-base man-db"
+nftables iproute2 python3 iputils-ping procps util-linux netbase systemd strace openssl groff-base man-db
+openssh-server sshpass"
 	strict=0
 fi
 
