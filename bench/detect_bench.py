@@ -966,8 +966,9 @@ def run_flood(p, peer, poller, cg):
     cpu1 = cg.cpu()
     peak = sampler.stop()
     hwm = proc_status_kib(peer.main_pid(), "VmHWM")
+    anon = proc_status_kib(peer.main_pid(), "RssAnon")
     return {"writer": w, "cpu": {k: cpu1[k] - cpu0[k] for k in cpu0}, "tree_peak_kib": peak,
-            "main_hwm_kib": hwm, "waited_until": time.time()}
+            "main_hwm_kib": hwm, "main_anon_kib": anon, "waited_until": time.time()}
 
 
 def flood_figures(p, poller, final):
@@ -994,9 +995,10 @@ def run_memory(p, peer, cg):
         k = int(line.split()[1])
         idle = wait_idle(cg)
         st = peer.status() or {}
-        points.append({"lines": k, "idle": idle, "rss_kib": proc_status_kib(peer.main_pid(), "VmRSS"),
-                       "hwm_kib": proc_status_kib(peer.main_pid(), "VmHWM"),
-                       "detect": st.get("detect")})
+        pt = {"lines": k, "idle": idle, "detect": st.get("detect")}
+        for key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
+            pt[key] = proc_status_kib(peer.main_pid(), key)
+        points.append(pt)
         w.proc.stdin.write("go\n")
         w.proc.stdin.flush()
     return {"writer": w.finish(), "points": points}
@@ -1056,6 +1058,10 @@ def fmt(v, f="%.2f"):
     return "n/a" if v is None else f % v
 
 
+def mib(kib):
+    return "n/a" if kib is None else "%.1f" % (kib / 1024)
+
+
 def verdict(ok):
     return "n/a" if ok is None else ("met" if ok else "MISSED")
 
@@ -1111,20 +1117,21 @@ def report(args, res):
         print("\n== 2. flood: %d lines, %d addresses x %d, interleaved, %d lines/s; wait capped "
               "at %d s after the last line" % (args.flood * FAILURES, args.flood, FAILURES,
                                                 args.rate, args.cap))
-        print("%-12s %7s %13s %19s %8s %8s %8s %9s %12s %10s"
+        print("%-12s %7s %13s %19s %8s %8s %8s %9s %12s %10s %9s"
               % ("peer", "write s", "blocked", "last block - line", "CPU s", "user s",
-                 "sys s", "ms/block", "tree peak", "main HWM"))
+                 "sys s", "ms/block", "tree peak", "main HWM", "main anon"))
         for peer in PEERS:
             r = fl.get(peer)
             if not r:
                 continue
             w = r["writer"]
-            print("%-12s %7.1f %7d/%-5d %17s s %8.2f %8.2f %8.2f %9s %8.1f MiB %6.1f MiB"
+            print("%-12s %7.1f %7d/%-5d %17s s %8.2f %8.2f %8.2f %9s %8.1f MiB %6.1f MiB %5s MiB"
                   % (peer, w["end"] - w["start"], r["blocked"], args.flood,
                      fmt(r["last_block_after_last_line_s"]), r["cpu"]["usage"], r["cpu"]["user"],
                      r["cpu"]["system"],
                      fmt(r["cpu"]["usage"] * 1000 / r["blocked"] if r["blocked"] else None),
-                     r["tree_peak_kib"] / 1024, (r["main_hwm_kib"] or 0) / 1024))
+                     r["tree_peak_kib"] / 1024, (r["main_hwm_kib"] or 0) / 1024,
+                     mib(r.get("main_anon_kib"))))
         print("(set dumps: %s)" % "; ".join(
             "%s every %s ms, %s ms each" % (peer, fmt(fl[peer]["poll"]["period_ms"], "%.0f"),
                                           fmt(fl[peer]["poll"]["dump_ms"], "%.1f"))
@@ -1133,16 +1140,20 @@ def report(args, res):
     if mem:
         print("\n== 3. memory: the agent, %d addresses x 1 failure (below the threshold), "
               "max_tracked %d" % (args.singles, DETECT["max_tracked"]))
-        print("%10s %10s %10s %10s %10s %10s %10s %12s" % (
-            "lines", "VmRSS", "VmHWM", "read", "tracked", "conns", "evicted", "tracker"))
+        print("%8s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s" % (
+            "lines", "VmRSS", "RssAnon", "RssFile", "RssShmem", "VmHWM", "read", "tracked",
+            "conns", "evicted", "tracker"))
         for pt in mem["points"]:
             d = pt["detect"] or {}
-            print("%10d %6.1f MiB %6.1f MiB %10s %10s %10s %10s %8s MiB"
-                  % (pt["lines"], pt["rss_kib"] / 1024, pt["hwm_kib"] / 1024, d.get("lines"),
-                     d.get("tracked"), d.get("connections"), d.get("evicted"),
-                     fmt(d["tracker_bytes"] / 1048576 if "tracker_bytes" in d else None, "%.1f")))
-        print("(read: the lines status counts as read, the %d before the measure included; each "
-              "point once the agent was idle)" % (2 + 2 * FAILURES - 1))
+            print("%8d %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s"
+                  % (pt["lines"], mib(pt["VmRSS"]), mib(pt["RssAnon"]), mib(pt["RssFile"]),
+                     mib(pt["RssShmem"]), mib(pt["VmHWM"]), d.get("lines"), d.get("tracked"),
+                     d.get("connections"), d.get("evicted"),
+                     mib(d["tracker_bytes"] / 1024 if "tracker_bytes" in d else None)))
+        print("(MiB; read: the lines status counts as read, the %d before the measure included; "
+              "each point once the agent was idle.\n RssShmem: the journal files sd-journal "
+              "maps, on the private journald's tmpfs; on disk they are RssFile)"
+              % (2 + 2 * FAILURES - 1))
 
     print("\n== targets")
     a, s, f = lat.get("agent"), lat.get("sshguard"), lat.get("fail2ban")
@@ -1175,14 +1186,18 @@ def report(args, res):
               % (fmt(cr, "%.4f"), verdict(None if cr is None else cr <= 0.1), note,
                  fmt(sr, "%.4f")))
     if mem:
-        # flat once max_tracked addresses are tracked: compare the points past it
+        # flat once max_tracked addresses are tracked: the points past it.
+        # The agent's own memory is RssAnon; the mapped journal files
+        # (RssShmem/RssFile) are sd-journal's cache of the files, bounded by
+        # it, not by the addresses
         pts = [pt for pt in mem["points"] if pt["lines"] >= DETECT["max_tracked"]]
         flat = None if len(pts) < 2 else \
-            pts[-1]["rss_kib"] <= pts[0]["rss_kib"] * 1.05 + 1024 and \
+            pts[-1]["RssAnon"] <= pts[0]["RssAnon"] * 1.05 + 1024 and \
             all((pt["detect"] or {}).get("tracked", 0) <= DETECT["max_tracked"] for pt in pts)
-        print("memory: VmRSS %s from %s to %s lines, tracked <= max_tracked (target flat past "
-              "max_tracked: %s)"
-              % (" -> ".join("%.1f MiB" % (pt["rss_kib"] / 1024) for pt in pts) or "n/a",
+        print("memory: RssAnon %s, VmRSS %s from %s to %s lines; tracked <= max_tracked (target "
+              "flat past max_tracked: %s)"
+              % (" -> ".join(mib(pt["RssAnon"]) for pt in pts) or "n/a",
+                 " -> ".join(mib(pt["VmRSS"]) for pt in pts) or "n/a",
                  pts[0]["lines"] if pts else "n/a", pts[-1]["lines"] if pts else "n/a",
                  verdict(flat)))
 
