@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Self-check of the benches' baseline handling, with small inputs (about
-five minutes; as root).
+two minutes; as root).
 
 Each bench is run with a wrapper named nft first in its PATH, which runs
 the real nft except for the calls whose arguments contain a chosen pattern:
