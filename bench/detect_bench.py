@@ -37,7 +37,11 @@ and _UID=0 (the agent wants _UID=0 and _COMM sshd, sshd-session or
 sshd-auth); the text matches fail2ban's sshd filter (mode normal),
 sshguard's parser and the agent's. The journal is read back after each run:
 every side must have received exactly the lines written.
-Each run first writes 4 failures of a decoy address and 5 of a warm-up
+Before the peer starts, sshd's "Server listening on ..." lines are written
+(as sshd logs at its start): sshguard's `journalctl -f -n1` started on a
+journal without a line of sshd skips all but the last entry of the first
+burst it sees (systemd 252).
+Each run then writes 4 failures of a decoy address and 5 of a warm-up
 address (so fail2ban creates its table at its first ban, before the
 measure); the warm-up must be blocked before the measure starts and the
 decoy must never be (all three block at the 5th failure, not the 4th).
@@ -46,19 +50,26 @@ Measures:
  1. latency: ATTACKERS addresses (default 200), one every GAP (0.1 s), each
     5 failures written back to back; per attacker, from the 5th failure's
     journal entry (its __REALTIME_TIMESTAMP, journald's receive time) to the
-    address being in the peer's set in the kernel; p50, p99, max.
+    address being in the peer's set in the kernel; p50, p99, max. The same
+    input is also read, in a run of its own (no peer, no kernel), by two
+    journal readers under Debian's python3 (python3-systemd): one sleeping
+    in sd_journal_wait() (inotify, as the three read the journal), one
+    calling sd_journal_next() every millisecond: how much of a reader's
+    latency is the journal's (journald announces appended entries at most
+    every 250 ms) rather than its own.
  2. flood: FLOOD addresses (20 000) x 5 failures = 100 000 lines, interleaved
     (5 rounds over all addresses), paced at RATE lines/s (5 000); the peer's
     CPU (user+sys of its whole process tree, the per-ban shells and nft
     processes included: the peer runs in a cgroup v2 of its own, cpu.stat
     read before the first line and at the end), its memory (the largest sum
     of VmRSS over the cgroup's processes, sampled every 0.2 s, and the main
-    process' VmHWM), how many addresses are blocked and when the last was,
+    process' VmHWM and RssAnon at the end), how many addresses are blocked and when the last was,
     relative to the last line's journal entry. The wait ends when all are
     blocked or CAP seconds (300) after the last line.
  3. memory (the agent only): SINGLES distinct addresses (1 000 000) with one
-    failure each (below the threshold: no blocks); the agent's VmRSS, VmHWM
-    and status' "detect" object after 10 %, 50 % and 100 % of the lines
+    failure each (below the threshold: no blocks); the agent's VmRSS, RssAnon,
+    RssFile, RssShmem (the mapped journal files), VmHWM and status' "detect"
+    object after 10 %, 50 % and 100 % of the lines
     (the writer pauses until the agent is idle: its cgroup used < 2 % of a
     CPU over two 0.5 s intervals).
 
@@ -89,7 +100,8 @@ line, with at most 1/10 of fail2ban's CPU; memory flat (max_tracked).
 usage: bench/detect_bench.py [--quick] [--agent build/cloudviz-agent]
        [--peers agent,fail2ban,sshguard] [--measures latency,flood,memory]
        [--attackers 200] [--gap 0.1] [--flood 20000] [--rate 5000] [--cap 300]
-       [--singles 1000000] [--json build/bench/detect_bench.json]
+       [--singles 1000000] [--poll-ms 1] [--flood-poll-ms 250]
+       [--no-journal-probes] [--json build/bench/detect_bench.json]
 --quick: 20 attackers, 2 000 flood addresses, cap 60 s, 20 000 singles.
 Runs as root; installs fail2ban, sshguard and python3-systemd through
 scripts/install-deps.sh when missing.
