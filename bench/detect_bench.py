@@ -1018,13 +1018,15 @@ def run_memory(p, peer, cg):
 
 # -- the outer run: one private mount namespace per peer and measure -------------------
 
-def ensure_peers(peers):
+def ensure_peers(peers, probes):
+    """fail2ban, sshguard and python3-systemd (fail2ban's journal backend
+    and the journal readers of 1) from Debian, when one is missing."""
     need = [p for p in peers if p != "agent"]
     tools = {"fail2ban": ["/usr/bin/fail2ban-server"], "sshguard": ["/usr/sbin/sshguard"]}
     if any(not os.path.exists(t) for p in need for t in tools[p]) or \
-            ("fail2ban" in need and subprocess.run(["/usr/bin/python3", "-c",
-                                                    "import systemd.journal"],
-                                                   capture_output=True).returncode != 0):
+            (("fail2ban" in need or probes) and
+             subprocess.run(["/usr/bin/python3", "-c", "import systemd.journal"],
+                            capture_output=True).returncode != 0):
         check_run("install the peers", [os.path.join(ROOT, "scripts/install-deps.sh"),
                                         "fail2ban", "sshguard", "python3-systemd"])
 
@@ -1268,7 +1270,7 @@ def main():
                 raise BenchError("no agent binary %s (run make)" % args.agent)
             # a private copy: a rebuild of build/ during the run must not swap it
             args.agent = shutil.copy2(args.agent, os.path.join(tmp, "cloudviz-agent"))
-        ensure_peers(peers)
+        ensure_peers(peers, "latency" in measures and not args.no_journal_probes)
         res["versions"] = versions()
         for measure in measures:
             for peer in (["journal"] if measure == "latency" and not args.no_journal_probes
