@@ -86,8 +86,8 @@ struct detect {
 	json_t *alerts; /* for the next control API report */
 	uint64_t alerts_dropped;
 	struct {
-		uint64_t lines, replayed, untrusted, fieldless, failures, alerts, blocks,
-			not_blocked, block_failed, read_errors;
+		uint64_t lines, replayed, untrusted, failures, alerts, blocks, not_blocked,
+			block_failed, read_errors;
 	} st;
 };
 
@@ -145,11 +145,9 @@ static struct pid_seen *pid_slot(struct detect *dt, uint32_t pid)
 }
 
 /* The source of the current entry by journald's trusted fields, or -1. A
- * line without _COMM, _EXE and _SYSTEMD_UNIT (its sender had exited when
- * journald read /proc) belongs to a source with a uid when its sender
- * (_PID, same _UID) wrote a trusted line of that source shortly before, or,
- * for a source whose uid is 0, when it is root's and its identifier is one
- * of the source's process names. */
+ * line without _COMM, _EXE and _SYSTEMD_UNIT belongs to a source with a
+ * uid when its sender (_PID, same _UID) wrote a trusted line of that
+ * source shortly before. */
 static int line_source(struct detect *dt, sd_journal *j, int64_t when_us, uint32_t *pid_out)
 {
 	uint32_t uid = 0, pid = 0;
@@ -175,24 +173,11 @@ static int line_source(struct detect *dt, sd_journal *j, int64_t when_us, uint32
 				*pid_slot(dt, pid) = (struct pid_seen){ pid, uid, when_us, (uint8_t)(s + 1) };
 			return s;
 		}
-		if (c || e || u || !sc->has_uid)
-			continue;
-		/* the sender's /proc was gone: its _PID wrote a trusted line of
-		   the source shortly before */
-		const struct pid_seen *p = has_pid ? pid_slot(dt, pid) : NULL;
-		if (p && p->source == s + 1 && p->pid == pid && p->uid == uid &&
-		    when_us - p->last_us < PID_MEMORY_US && when_us >= p->last_us - PID_MEMORY_US)
-			return s;
-		/* or it is root's, named as the source's process: a new sshd
-		   connection process that exited before journald read it (all
-		   its lines lose the fields when journald lags). Only root can
-		   send as uid 0, and root rewrites the firewall anyway. */
-		const char *id;
-		size_t n_id;
-		if (sc->uid == 0 && field(j, "SYSLOG_IDENTIFIER", &id, &n_id) &&
-		    in_list(id, n_id, sc->comm, sc->n_comm)) {
-			dt->st.fieldless++;
-			return s;
+		if (!c && !e && !u && has_pid && sc->has_uid) {
+			const struct pid_seen *p = pid_slot(dt, pid);
+			if (p->source == s + 1 && p->pid == pid && p->uid == uid &&
+			    when_us - p->last_us < PID_MEMORY_US && when_us >= p->last_us - PID_MEMORY_US)
+				return s;
 		}
 	}
 	return -1;
@@ -805,10 +790,9 @@ json_t *daemon_detect_status(const struct daemon *d)
 	for (int s = 0; sources && s < DETECT_SOURCES; s++)
 		if (dt->cfg->src[s].enabled)
 			json_array_append_new(sources, json_string(detect_source_name(s)));
-	return json_pack("{s:o?, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b}",
+	return json_pack("{s:o?, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b}",
 			 "sources", sources, "lines", (json_int_t)dt->st.lines, "replayed",
 			 (json_int_t)dt->st.replayed, "untrusted", (json_int_t)dt->st.untrusted,
-			 "fieldless", (json_int_t)dt->st.fieldless,
 			 "failures", (json_int_t)dt->st.failures, "alerts", (json_int_t)dt->st.alerts,
 			 "blocks", (json_int_t)dt->st.blocks, "not_blocked",
 			 (json_int_t)dt->st.not_blocked, "block_failed", (json_int_t)dt->st.block_failed,
