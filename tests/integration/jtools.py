@@ -123,7 +123,16 @@ class Writer:
             shutil.copy2(os.path.realpath(python), exe)
             os.chmod(exe, 0o755)
             python = exe
-        cmd = [python, "-B", os.path.abspath(__file__), "writer", comm or ""]
+        script = os.path.abspath(__file__)
+        if uid is not None:
+            # the tree may be where that uid cannot read (a clone in /root):
+            # a copy in the test's directory, which other uids can traverse
+            copy = os.path.join(tmp, "jtools-writer.py")
+            if not os.path.exists(copy):
+                shutil.copy(script, copy)
+                os.chmod(copy, 0o644)
+            script = copy
+        cmd = [python, "-B", script, "writer", comm or ""]
         if uid is not None:
             cmd = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups"] + cmd
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
